@@ -1,0 +1,167 @@
+"""Artifact folders: atomic writes, manifests, config hashing.
+
+Every stage writes its outputs into a folder with a ``manifest.json`` that
+records the format version, the resolved config and hashes of its inputs.
+Files are written to a temporary name in the same folder and renamed into
+place, so a killed run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+class ArtifactError(RuntimeError):
+    """An artifact is missing, corrupt, stale or of the wrong kind."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary file is removed if the body raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert dataclasses, paths, numpy scalars/arrays and tuples to JSON types."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read JSON; a missing or unparsable file raises :class:`ArtifactError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"corrupt JSON file {path}: {e}") from e
+
+
+def config_hash(obj: Any) -> str:
+    """A stable short hash of a config (dataclass or JSON-able object)."""
+    blob = json.dumps(to_jsonable(obj), sort_keys=True).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex, first 16 chars) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()[:16]
+
+
+def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Save arrays as an uncompressed ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load a ``.npz`` fully; a truncated/corrupt file or a missing key raises ArtifactError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"missing file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError ...
+        raise ArtifactError(f"corrupt artifact file {path}: {e}") from e
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise ArtifactError(f"artifact file {path} lacks arrays {missing}")
+    return out
+
+
+@dataclasses.dataclass
+class Manifest:
+    """What a stage's artifact folder holds and how it was made."""
+
+    kind: str
+    """Stage name, e.g. ``"preprocess"``, ``"rgb"``, ``"codebook"``."""
+    format_version: int
+    """Bumped whenever the on-disk layout changes."""
+    config: dict
+    """The resolved config of the run (as JSON)."""
+    inputs: dict = dataclasses.field(default_factory=dict)
+    """Hashes or identifiers of the inputs (file hashes, upstream manifest hashes)."""
+    extra: dict = dataclasses.field(default_factory=dict)
+    """Stage-specific facts (model names, checkpoint hashes, counts, ...)."""
+
+    def save(self, folder: str | os.PathLike) -> None:
+        write_json(Path(folder) / "manifest.json", self)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, kind: str | None = None) -> "Manifest":
+        path = Path(folder) / "manifest.json"
+        d = read_json(path)
+        try:
+            m = cls(**d)
+        except TypeError as e:
+            raise ArtifactError(f"malformed manifest {path}: {e}") from e
+        if kind is not None and m.kind != kind:
+            raise ArtifactError(f"{path} is a '{m.kind}' artifact, expected '{kind}'")
+        return m
+
+    def fingerprint(self) -> str:
+        """Hash of kind, version, config and inputs: equal iff the artifact is reusable."""
+        return config_hash({"kind": self.kind, "v": self.format_version, "c": self.config, "i": self.inputs})
