@@ -1,0 +1,90 @@
+"""Small helpers shared by the scene readers: image headers, JSON, pose conventions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccl_gs.data.scene import SceneError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+# Flipping the y and z camera axes converts OpenGL / Blender / nerfstudio
+# camera-to-world matrices (camera looks along -z, y up) to OpenCV (looks
+# along +z, y down), and back: it is its own inverse.
+GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header (the pixels are not decoded).
+
+    Raises :class:`SceneError` naming the file when it is missing or unreadable.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except FileNotFoundError:
+        raise SceneError(f"missing image: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise SceneError(f"unreadable image {path}: {e}") from None
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files in ``folder``, sorted by name (hidden files skipped)."""
+    if not folder.is_dir():
+        raise SceneError(f"image folder not found: {folder}")
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def read_json_file(path: Path) -> Any:
+    """Parse a JSON file; a missing or malformed file raises :class:`SceneError` naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SceneError(f"missing file: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SceneError(f"unreadable file {path}: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SceneError(f"malformed JSON in {path}: {e}") from None
+
+
+def as_matrix(value: Any, shape: tuple[int, ...], path: Path, what: str) -> np.ndarray:
+    """``value`` as a finite float64 array of ``shape``; otherwise a SceneError naming ``path``."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SceneError(f"{path}: {what} is not a numeric array") from None
+    if arr.shape != shape:
+        raise SceneError(f"{path}: {what} has shape {arr.shape}, expected {shape}")
+    if not np.isfinite(arr).all():
+        raise SceneError(f"{path}: {what} has non-finite values")
+    return arr
+
+
+def invert_poses(c2w: np.ndarray) -> np.ndarray:
+    """Rigid inverse of ``[V, 4, 4]`` camera-to-world (or any rigid) matrices."""
+    R = c2w[:, :3, :3]
+    t = c2w[:, :3, 3:]
+    out = np.zeros_like(c2w)
+    Rt = np.swapaxes(R, 1, 2)
+    out[:, :3, :3] = Rt
+    out[:, :3, 3:] = -Rt @ t
+    out[:, 3, 3] = 1.0
+    return out
+
+
+def check_finite_poses(poses: np.ndarray, path: Path, names: list[str]) -> None:
+    """Raise a SceneError naming ``path`` and the first view whose pose is not finite."""
+    ok = np.isfinite(poses.reshape(len(poses), -1)).all(1)
+    if not ok.all():
+        i = int(np.where(~ok)[0][0])
+        raise SceneError(f"{path}: non-finite pose for view {i} ({names[i]})")
