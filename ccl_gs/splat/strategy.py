@@ -1,0 +1,70 @@
+"""Densification and pruning through gsplat's strategy objects.
+
+We use :class:`gsplat.strategy.DefaultStrategy` (the 3DGS rule: clone small
+and split large Gaussians whose accumulated screen-space gradient exceeds a
+threshold, prune transparent and oversized ones). Its render-info contract
+(``means2d``, ``radii``, ``width``, ``height``, ``n_cameras``,
+``gaussian_ids``) is honoured by both rasterizer backends.
+
+One deliberate change: in gsplat 1.5.3 the periodic opacity reset never fires
+(``step % reset_every == 0 & step > 0`` parses as a chained comparison with
+``0 & step``). :class:`DensifyStrategy` performs the reset the 3DGS way
+(every ``reset_every`` steps while refining), so ``reset_every`` means what
+it says. Set it larger than the number of iterations to disable it, which is
+the default of short CPU schedules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from gsplat.strategy import DefaultStrategy
+from gsplat.strategy.ops import reset_opa
+
+
+@dataclass
+class DensifyConfig:
+    """Densification schedule (gsplat DefaultStrategy fields, 3DGS defaults)."""
+
+    refine_start_iter: int = field(default=500, metadata={"help": "First step that densifies."})
+    refine_stop_iter: int = field(default=15_000, metadata={"help": "Last step that densifies."})
+    refine_every: int = field(default=100, metadata={"help": "Densify every this many steps."})
+    reset_every: int = field(default=3000, metadata={"help": "Reset opacities every this many steps while refining."})
+    grow_grad2d: float = field(default=0.0002, metadata={"help": "Screen-space gradient threshold for growing."})
+    grow_scale3d: float = field(default=0.01, metadata={"help": "Clone below / split above this scale (x scene scale)."})
+    prune_opa: float = field(default=0.005, metadata={"help": "Prune Gaussians below this opacity."})
+    prune_scale3d: float = field(default=0.1, metadata={"help": "Prune Gaussians larger than this (x scene scale), after the first reset."})
+    absgrad: bool = field(default=False, metadata={"help": "Use absolute gradients (gsplat's AbsGS option; CUDA backend only)."})
+    verbose: bool = field(default=False, metadata={"help": "Print densification events."})
+
+
+class DensifyStrategy(DefaultStrategy):
+    """gsplat's DefaultStrategy with a working periodic opacity reset."""
+
+    def step_post_backward(self, params, optimizers, state: dict[str, Any], step: int, info: dict[str, Any], packed: bool = False):
+        super().step_post_backward(params, optimizers, state, step, info, packed=packed)
+        if 0 < step < self.refine_stop_iter and step % self.reset_every == 0:
+            reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
+
+
+def make_strategy(cfg: DensifyConfig) -> DensifyStrategy:
+    """Build the strategy object from its config."""
+    return DensifyStrategy(
+        refine_start_iter=cfg.refine_start_iter,
+        refine_stop_iter=cfg.refine_stop_iter,
+        refine_every=cfg.refine_every,
+        reset_every=cfg.reset_every,
+        grow_grad2d=cfg.grow_grad2d,
+        grow_scale3d=cfg.grow_scale3d,
+        prune_opa=cfg.prune_opa,
+        prune_scale3d=cfg.prune_scale3d,
+        absgrad=cfg.absgrad,
+        verbose=cfg.verbose,
+    )
+
+
+def strategy_state_to_cpu(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpointable copy of the strategy state."""
+    return {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}

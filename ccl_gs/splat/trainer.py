@@ -1,0 +1,396 @@
+"""RGB Gaussian training (3DGS): SH colour, densification, L1 + D-SSIM.
+
+The trainer is a small object with explicit steps so that the semantic
+stage can reuse it (it adds a per-Gaussian feature and a loss term):
+
+* :meth:`Trainer.step` - one optimization step on one training view;
+* :meth:`Trainer.evaluate` - held-out PSNR / SSIM;
+* :meth:`Trainer.save_checkpoint` / :meth:`Trainer.load_checkpoint` -
+  versioned dict checkpoints (parameters, optimizer and strategy state,
+  step, RNG), written atomically, so a killed run resumes;
+* :func:`run` - the whole job behind ``train.py``: resume or start, train
+  with a progress bar, evaluate, write ``point_cloud.ply``, ``metrics.json``
+  and the resolved ``config.json``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ccl_gs.config import from_dict, to_dict
+from ccl_gs.io.artifacts import ArtifactError, atomic_path, read_json, write_json
+from ccl_gs.metrics.image import psnr, ssim
+from ccl_gs.splat.gaussians import InitConfig, LearningRates, init_gaussians, make_optimizers, render_rgb
+from ccl_gs.splat.strategy import DensifyConfig, make_strategy, strategy_state_to_cpu
+
+CHECKPOINT_VERSION = 1
+"""Bumped whenever the checkpoint dict layout changes."""
+
+
+@dataclass
+class RGBTrainConfig:
+    """Options of RGB Gaussian training (``train.py``)."""
+
+    data: Path = field(default=Path("../shared/data/llff_fern"), metadata={"help": "Scene folder."})
+    out: Path = field(default=Path("outputs/fern"), metadata={"help": "Output folder."})
+    format: str = field(default="auto", metadata={"help": "Scene format: auto | colmap | llff | nerfstudio | blender."})
+    factor: int = field(
+        default=16, metadata={"help": "Image downscale factor; LLFF/COLMAP read the images_<factor> folder when present."}
+    )
+    test_every: int = field(default=8, metadata={"help": "Hold out every n-th view (0 = none). Blender keeps its own split at 8."})
+    iterations: int = field(default=1500, metadata={"help": "Optimization steps (one view per step)."})
+    max_seconds: float = field(default=0.0, metadata={"help": "Stop training after this many seconds (0 = no limit)."})
+    sh_degree: int = field(default=3, metadata={"help": "Maximum SH degree of the colour."})
+    sh_degree_interval: int = field(default=1000, metadata={"help": "Raise the active SH degree every this many steps."})
+    ssim_lambda: float = field(default=0.2, metadata={"help": "Weight of D-SSIM in the loss (3DGS: 0.2)."})
+    init: InitConfig = field(default_factory=InitConfig)
+    lr: LearningRates = field(default_factory=LearningRates)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    checkpoint_every: int = field(default=250, metadata={"help": "Save a resumable checkpoint every this many steps."})
+    save_renders: bool = field(default=True, metadata={"help": "Write held-out renders as PNG next to the metrics."})
+    backend: str = field(default="auto", metadata={"help": "Rasterizer backend: auto | torch | gsplat."})
+    seed: int = field(default=0, metadata={"help": "Random seed."})
+    overwrite: bool = field(default=False, metadata={"help": "Discard an existing run in --out with a different config."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+
+def device_for_run() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _backend(name: str) -> str | None:
+    return None if name == "auto" else name
+
+
+class Trainer:
+    """Owns parameters, optimizers and the densification strategy of one run."""
+
+    def __init__(self, cfg: RGBTrainConfig, train_set, scene, extra_dims: dict[str, int] | None = None):
+        self.cfg = cfg
+        self.train_set = train_set
+        self.scene = scene
+        self.device = train_set.device if hasattr(train_set, "device") else device_for_run()
+        torch.manual_seed(cfg.seed)
+        self.scene_scale = float(scene.scene_scale)
+        centers = scene.camera_centers[scene.views("train", cfg.test_every)]
+        self.params = init_gaussians(
+            scene.points,
+            scene.point_colors,
+            centers.mean(0),
+            self.scene_scale,
+            cfg.sh_degree,
+            cfg.init,
+            extra_dims=extra_dims,
+            seed=cfg.seed,
+        ).to(self.device)
+        self.optimizers = make_optimizers(self.params, cfg.lr, self.scene_scale)
+        self.strategy = make_strategy(cfg.densify)
+        self.strategy.check_sanity(self.params, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        self.step_count = 0
+        self.background = torch.ones(3, device=self.device) if scene.white_background else torch.zeros(3, device=self.device)
+        self._order: list[int] = []
+        self._rng = np.random.default_rng(cfg.seed)
+        self._means_gamma = 0.01 ** (1.0 / max(cfg.iterations, 1))
+        self._means_lr0 = cfg.lr.means * self.scene_scale
+
+    # ------------------------------------------------------------------ steps
+    @property
+    def n_gaussians(self) -> int:
+        return int(self.params["means"].shape[0])
+
+    def active_sh_degree(self) -> int:
+        return min(self.step_count // max(self.cfg.sh_degree_interval, 1), self.cfg.sh_degree)
+
+    def next_view(self) -> int:
+        """Index into the training set; a fresh random permutation each epoch."""
+        if not self._order:
+            self._order = list(self._rng.permutation(len(self.train_set)))
+        return int(self._order.pop())
+
+    def render(self, item: dict[str, Any], render_mode: str = "RGB") -> tuple[Tensor, Tensor, dict]:
+        """Render one view item; returns ``colors [1,H,W,3]``, ``alphas [1,H,W,1]``, meta."""
+        return render_rgb(
+            self.params,
+            item["viewmat"][None].to(self.device),
+            item["K"][None].to(self.device),
+            int(item["width"]),
+            int(item["height"]),
+            sh_degree=self.active_sh_degree(),
+            background=self.background,
+            render_mode=render_mode,
+            backend=_backend(self.cfg.backend),
+        )
+
+    def rgb_loss(self, colors: Tensor, target: Tensor) -> Tensor:
+        """(1 - lambda) L1 + lambda (1 - SSIM); ``colors``, ``target``: ``[1, H, W, 3]``."""
+        l1 = F.l1_loss(colors, target)
+        if self.cfg.ssim_lambda <= 0:
+            return l1
+        return (1 - self.cfg.ssim_lambda) * l1 + self.cfg.ssim_lambda * (1 - ssim(colors, target))
+
+    def step(self, extra_loss: Callable[[dict, dict], Tensor] | None = None) -> dict[str, float]:
+        """One optimization step on the next training view.
+
+        Args:
+            extra_loss: optional ``(item, meta) -> scalar`` added to the RGB loss
+                (the semantic stage plugs in here).
+        Returns:
+            ``{"loss", "psnr", "n"}`` of this step.
+        """
+        item = self.train_set[self.next_view()]
+        target = item["image"].to(self.device)[None]
+        colors, _, meta = self.render(item)
+        colors = colors[..., :3]
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step_count, meta)
+        loss = self.rgb_loss(colors, target)
+        if extra_loss is not None:
+            loss = loss + extra_loss(item, meta)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged at step {self.step_count}: non-finite loss; lower the learning rates or resume "
+                "from the last checkpoint"
+            )
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        for g in self.optimizers["means"].param_groups:
+            g["lr"] = self._means_lr0 * self._means_gamma ** (self.step_count + 1)
+        self.strategy.step_post_backward(
+            self.params, self.optimizers, self.strategy_state, self.step_count, meta, packed=False
+        )
+        self.step_count += 1
+        with torch.no_grad():
+            p = psnr(colors.detach(), target)
+        return {"loss": float(loss), "psnr": p, "n": self.n_gaussians}
+
+    @torch.no_grad()
+    def evaluate(self, test_set, render_dir: Path | None = None) -> dict[str, float]:
+        """Mean PSNR / SSIM over ``test_set``; optionally writes the renders as PNG."""
+        from PIL import Image
+
+        if len(test_set) == 0:
+            return {"psnr": float("nan"), "ssim": float("nan"), "n_views": 0}
+        ps, ss = [], []
+        for i in range(len(test_set)):
+            item = test_set[i]
+            target = item["image"].to(self.device)[None]
+            colors, _, _ = self.render(item)
+            colors = colors[..., :3].clamp(0, 1)
+            ps.append(psnr(colors, target))
+            ss.append(float(ssim(colors, target)))
+            if render_dir is not None:
+                render_dir.mkdir(parents=True, exist_ok=True)
+                arr = (colors[0].cpu().numpy() * 255 + 0.5).astype(np.uint8)
+                name = Path(self.scene.image_paths[int(item["index"])]).stem
+                with atomic_path(render_dir / f"{name}.png") as tmp:
+                    Image.fromarray(arr).save(tmp, format="PNG")
+        return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "n_views": len(ps)}
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """A versioned, self-describing checkpoint dict."""
+        return {
+            "format_version": CHECKPOINT_VERSION,
+            "kind": "gaussians",
+            "step": self.step_count,
+            "config": to_dict(self.cfg),
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "strategy_state": strategy_state_to_cpu(self.strategy_state),
+            "order": list(self._order),
+            "rng": self._rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_checkpoint(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    def load_checkpoint(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        self.params = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(v.to(self.device)) for k, v in ckpt["params"].items()}
+        )
+        self.optimizers = make_optimizers(self.params, self.cfg.lr, self.scene_scale)
+        for k, o in self.optimizers.items():
+            o.load_state_dict(ckpt["optimizers"][k])
+        self.strategy_state = {
+            k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in ckpt["strategy_state"].items()
+        }
+        self.step_count = int(ckpt["step"])
+        self._order = [int(i) for i in ckpt["order"]]
+        self._rng.bit_generator.state = ckpt["rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint, checking its version; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"missing checkpoint: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ArtifactError(f"corrupt checkpoint {path}: {e}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format_version") != CHECKPOINT_VERSION:
+        raise ArtifactError(
+            f"checkpoint {path} has format version {ckpt.get('format_version') if isinstance(ckpt, dict) else '?'}, "
+            f"expected {CHECKPOINT_VERSION}"
+        )
+    return ckpt
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+# Options that may change between a run and its resumption without invalidating it.
+_RESUMABLE_KEYS = {"progress", "overwrite", "max_seconds", "save_renders", "checkpoint_every", "out", "data"}
+
+
+def check_run_folder(cfg: RGBTrainConfig) -> str:
+    """Decide what to do with ``cfg.out``: ``"fresh"``, ``"resume"`` or ``"done"``.
+
+    Raises:
+        ArtifactError: the folder holds a run with a different config and
+            ``--overwrite`` was not given.
+    """
+    out = Path(cfg.out)
+    saved = out / "config.json"
+    if not saved.exists():
+        return "fresh"
+    old = read_json(saved)
+    diff = [k for k in _diff_keys(old, to_dict(cfg)) if k.split(".")[0] not in _RESUMABLE_KEYS]
+    if diff:
+        if cfg.overwrite:
+            for f in ("metrics.json", "point_cloud.ply", "ckpt/latest.pt"):
+                (out / f).unlink(missing_ok=True)
+            return "fresh"
+        raise ArtifactError(
+            f"{out} holds a run with a different config ({', '.join(diff[:5])}); pass --overwrite or choose a new --out"
+        )
+    if (out / "metrics.json").exists() and (out / "point_cloud.ply").exists():
+        return "done"
+    return "resume" if (out / "ckpt" / "latest.pt").exists() else "fresh"
+
+
+def load_datasets(cfg: RGBTrainConfig, device: torch.device):
+    """Read the scene and build the train / test datasets."""
+    from ccl_gs.data import load_scene
+    from ccl_gs.data.dataset import SceneDataset
+    from ccl_gs.data.scene import READERS, detect_format
+
+    fmt = detect_format(cfg.data) if cfg.format == "auto" else cfg.format
+    opts = {}
+    reader = READERS[fmt]
+    if "factor" in inspect.signature(reader).parameters:
+        opts["factor"] = cfg.factor
+        downscale = 1.0
+    else:
+        downscale = float(cfg.factor)
+    scene = load_scene(cfg.data, fmt, **opts)
+    train = SceneDataset(scene, "train", test_every=cfg.test_every, downscale=downscale, device=device)
+    test = SceneDataset(scene, "test", test_every=cfg.test_every, downscale=downscale, device=device)
+    return scene, train, test
+
+
+def run(cfg: RGBTrainConfig) -> dict[str, Any]:
+    """Train (or resume, or reuse) one RGB run; returns the metrics dict."""
+    from tqdm import tqdm
+
+    from ccl_gs.io.ply import write_gaussians_ply
+
+    out = Path(cfg.out)
+    status = check_run_folder(cfg)
+    if status == "done":
+        metrics = read_json(out / "metrics.json")
+        metrics["reused"] = True
+        return metrics
+    device = device_for_run()
+    scene, train_set, test_set = load_datasets(cfg, device)
+    if len(train_set) == 0:
+        raise ArtifactError(f"{cfg.data}: no training views after the split (test_every={cfg.test_every})")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", cfg)
+    trainer = Trainer(cfg, train_set, scene)
+    ckpt_path = out / "ckpt" / "latest.pt"
+    seconds_before = 0.0
+    if status == "resume":
+        trainer.load_checkpoint(ckpt_path)
+        seconds_before = _ckpt_seconds(out)
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=cfg.iterations, initial=trainer.step_count, disable=not cfg.progress, desc="train rgb", dynamic_ncols=True
+    )
+    last = {}
+    while trainer.step_count < cfg.iterations:
+        last = trainer.step()
+        bar.update(1)
+        if trainer.step_count % 10 == 0:
+            bar.set_postfix(loss=f"{last['loss']:.4f}", psnr=f"{last['psnr']:.2f}", n=last["n"])
+        elapsed = seconds_before + time.perf_counter() - t0
+        if trainer.step_count % cfg.checkpoint_every == 0 or trainer.step_count == cfg.iterations:
+            trainer.save_checkpoint(ckpt_path)
+            write_json(out / "ckpt" / "progress.json", {"step": trainer.step_count, "seconds": elapsed})
+        if cfg.max_seconds and elapsed >= cfg.max_seconds:
+            trainer.save_checkpoint(ckpt_path)
+            write_json(out / "ckpt" / "progress.json", {"step": trainer.step_count, "seconds": elapsed})
+            break
+    bar.close()
+    seconds = seconds_before + time.perf_counter() - t0
+    steps_done = trainer.step_count
+    ev = trainer.evaluate(test_set, out / "renders" / "test" if cfg.save_renders else None)
+    p = trainer.params
+    write_gaussians_ply(
+        out / "point_cloud.ply",
+        means=p["means"].detach().cpu().numpy(),
+        quats=p["quats"].detach().cpu().numpy(),
+        log_scales=p["scales"].detach().cpu().numpy(),
+        opacity_logits=p["opacities"].detach().cpu().numpy(),
+        sh0=p["sh0"].detach().cpu().numpy(),
+        shN=p["shN"].detach().cpu().numpy(),
+    )
+    metrics = {
+        "scene": scene.name,
+        "format": scene.format,
+        "width": int(test_set[0]["width"]) if len(test_set) else int(train_set[0]["width"]),
+        "height": int(test_set[0]["height"]) if len(test_set) else int(train_set[0]["height"]),
+        "test_views": [int(i) for i in scene.views("test", cfg.test_every)],
+        "psnr": ev["psnr"],
+        "ssim": ev["ssim"],
+        "n_gaussians": trainer.n_gaussians,
+        "iterations": steps_done,
+        "seconds": seconds,
+        "seconds_per_iter": seconds / max(steps_done, 1),
+        "device": str(device),
+    }
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _ckpt_seconds(out: Path) -> float:
+    prog = out / "ckpt" / "progress.json"
+    return float(read_json(prog)["seconds"]) if prog.exists() else 0.0
+
+
+def config_from_json(path: Path) -> RGBTrainConfig:
+    """Reload the resolved config saved beside a run's outputs."""
+    return from_dict(RGBTrainConfig, read_json(path))
+
