@@ -1,0 +1,78 @@
+"""The semantic head of the Gaussian field: a low-dimensional feature per
+Gaussian, rasterized to pixels and decoded by a small MLP into codebook
+logits.
+
+CCL-LGS gives each Gaussian a ``d_f = 8`` feature. We keep **one** 8-d
+feature per Gaussian and decode it with one MLP head per level (sp, wp):
+both levels partition the same surface points, so the feature encodes
+"which part of which object" and each head reads its own granularity off
+it. This halves the rasterized channels compared with one feature per level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class DecoderConfig:
+    """Shape of the feature decoder."""
+
+    feature_dim: int = field(default=8, metadata={"help": "d_f, the per-Gaussian language feature size."})
+    hidden: int = field(default=64, metadata={"help": "Hidden width of the decoder MLP."})
+    layers: int = field(default=2, metadata={"help": "Hidden layers of the decoder MLP."})
+
+
+class FeatureDecoder(nn.Module):
+    """``[..., d_f]`` features -> per level ``[..., N_l]`` codebook logits."""
+
+    def __init__(self, cfg: DecoderConfig, n_prototypes: list[int]):
+        super().__init__()
+        self.cfg = cfg
+        self.n_prototypes = list(n_prototypes)
+        layers: list[nn.Module] = []
+        d = cfg.feature_dim
+        for _ in range(cfg.layers):
+            layers += [nn.Linear(d, cfg.hidden), nn.ReLU(inplace=True)]
+            d = cfg.hidden
+        self.trunk = nn.Sequential(*layers)
+        self.heads = nn.ModuleList([nn.Linear(d, n) for n in self.n_prototypes])
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.heads)
+
+    def forward(self, features: Tensor) -> list[Tensor]:
+        """Args: ``features [..., d_f]``. Returns: per level ``[..., N_l]`` logits."""
+        h = self.trunk(features)
+        return [head(h) for head in self.heads]
+
+    @torch.no_grad()
+    def decode_indices(self, features: Tensor, chunk: int = 1 << 16) -> Tensor:
+        """Argmax prototype per level: ``[..., d_f]`` -> ``[L, ...]`` int64."""
+        flat = features.reshape(-1, features.shape[-1])
+        outs = []
+        for s in range(0, flat.shape[0], chunk):
+            outs.append(torch.stack([lg.argmax(-1) for lg in self(flat[s : s + chunk])]))
+        idx = torch.cat(outs, 1) if outs else flat.new_zeros(self.n_levels, 0, dtype=torch.long)
+        return idx.reshape(self.n_levels, *features.shape[:-1])
+
+
+def semantic_loss(logits: list[Tensor], targets: Tensor) -> Tensor:
+    """Cross-entropy per level against prototype index maps, summed over levels.
+
+    Args:
+        logits: per level ``[H, W, N_l]``.
+        targets: ``[L, H, W]`` int64, -1 = no mask (ignored).
+    Returns:
+        scalar (0 when no pixel is labelled).
+    """
+    total = logits[0].new_zeros(())
+    for lv, lg in enumerate(logits):
+        t = targets[lv].reshape(-1)
+        if (t >= 0).any():
+            total = total + nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]), t, ignore_index=-1)
+    return total
