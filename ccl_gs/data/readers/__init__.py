@@ -12,7 +12,7 @@ the least:
 4. ``colmap``: ``sparse/0`` or ``sparse`` with cameras and images
 """
 
-from ccl_gs.data.readers import colmap  # noqa: F401
+from ccl_gs.data.readers import blender, nerfstudio, llff, colmap  # noqa: F401  (order = detection order)
 from ccl_gs.data.readers.colmap import read_colmap, write_colmap_binary, write_colmap_text
 
 __all__ = ["read_colmap", "write_colmap_binary", "write_colmap_text"]
