@@ -53,7 +53,7 @@ class InitConfig:
 
     n_random: int = field(default=50_000, metadata={"help": "Gaussians for random init (scenes without sparse points)."})
     random_extent: float = field(
-        default=1.5, metadata={"help": "Random init fills a cube of this many scene scales around the camera centroid."}
+        default=1.5, metadata={"help": "Random init fills a cube of this many scene scales around the point the cameras look at."}
     )
     init_opacity: float = field(default=0.1, metadata={"help": "Initial opacity (after sigmoid)."})
     init_scale: float = field(

@@ -68,6 +68,26 @@ def device_for_run() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def scene_focus(scene) -> np.ndarray:
+    """The point the cameras look at: ``[3]``.
+
+    Least-squares closest point to all optical axes; when the axes are nearly
+    parallel (forward-facing captures) the camera centroid is used instead.
+    """
+    c2w = scene.camtoworlds
+    o, d = c2w[:, :3, 3], c2w[:, :3, 2]
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for oi, di in zip(o, d):
+        P = np.eye(3) - np.outer(di, di)
+        A += P
+        b += P @ oi
+    if np.linalg.cond(A) > 1e4:
+        return o.mean(0)
+    return np.linalg.solve(A, b)
+
+
 def _backend(name: str) -> str | None:
     return None if name == "auto" else name
 
@@ -82,11 +102,10 @@ class Trainer:
         self.device = train_set.device if hasattr(train_set, "device") else device_for_run()
         torch.manual_seed(cfg.seed)
         self.scene_scale = float(scene.scene_scale)
-        centers = scene.camera_centers[scene.views("train", cfg.test_every)]
         self.params = init_gaussians(
             scene.points,
             scene.point_colors,
-            centers.mean(0),
+            scene_focus(scene),
             self.scene_scale,
             cfg.sh_degree,
             cfg.init,
