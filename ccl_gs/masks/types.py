@@ -38,3 +38,7 @@ class LevelMasks:
     """``[M]`` int8 in {0, 1} (sp, wp)."""
     index_maps: np.ndarray
     """``[2, H, W]`` int32: per level, the row of ``masks`` covering each pixel, -1 for none."""
+    scores: np.ndarray | None = None
+    """``[M]`` float32 quality of each row (predicted IoU x stability), when known."""
+    granularity: np.ndarray | None = None
+    """``[M]`` int8 SAM granularity each row came from (0 subpart, 1 part, 2 whole), when known."""
