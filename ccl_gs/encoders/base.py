@@ -95,3 +95,23 @@ def register_encoder(kind: str):
         return factory
 
     return deco
+
+
+def encoder_spec(kind: str, encoder: ImageTextEncoder, **options) -> dict:
+    """What manifests record of an encoder: enough to rebuild it with :func:`build_encoder`."""
+    return {"kind": kind, "options": options, "name": encoder.name, "dim": encoder.dim}
+
+
+def build_encoder(spec: dict) -> ImageTextEncoder:
+    """Rebuild an encoder from its manifest spec (``{"kind", "options", "name", "dim"}``).
+
+    Raises:
+        ValueError: unknown kind, or the rebuilt encoder's name differs from the recorded one.
+    """
+    kind = spec.get("kind")
+    if kind not in ENCODERS:
+        raise ValueError(f"unknown encoder kind '{kind}' (known: {sorted(ENCODERS)})")
+    enc = ENCODERS[kind](**spec.get("options", {}))
+    if spec.get("name") and enc.name != spec["name"]:
+        raise ValueError(f"rebuilt encoder '{enc.name}' differs from the recorded '{spec['name']}'")
+    return enc

@@ -310,24 +310,33 @@ def check_run_folder(cfg: RGBTrainConfig) -> str:
     return "resume" if (out / "ckpt" / "latest.pt").exists() else "fresh"
 
 
-def load_datasets(cfg: RGBTrainConfig, device: torch.device):
-    """Read the scene and build the train / test datasets."""
+def _reader_takes_factor(fmt: str) -> bool:
+    from ccl_gs.data.scene import READERS
+
+    return "factor" in inspect.signature(READERS[fmt]).parameters
+
+
+def load_run_scene(cfg: RGBTrainConfig):
+    """Read the scene of a run (LLFF / COLMAP pick their ``images_<factor>`` folder)."""
     from ccl_gs.data import load_scene
-    from ccl_gs.data.dataset import SceneDataset
-    from ccl_gs.data.scene import READERS, detect_format
+    from ccl_gs.data.scene import detect_format
 
     fmt = detect_format(cfg.data) if cfg.format == "auto" else cfg.format
-    opts = {}
-    reader = READERS[fmt]
-    if "factor" in inspect.signature(reader).parameters:
-        opts["factor"] = cfg.factor
-        downscale = 1.0
-    else:
-        downscale = float(cfg.factor)
-    scene = load_scene(cfg.data, fmt, **opts)
-    train = SceneDataset(scene, "train", test_every=cfg.test_every, downscale=downscale, device=device)
-    test = SceneDataset(scene, "test", test_every=cfg.test_every, downscale=downscale, device=device)
-    return scene, train, test
+    return load_scene(cfg.data, fmt, **({"factor": cfg.factor} if _reader_takes_factor(fmt) else {}))
+
+
+def make_dataset(cfg: RGBTrainConfig, scene, split: str, device: torch.device):
+    """The views of ``split`` at the run's resolution (readers without image pyramids downscale on load)."""
+    from ccl_gs.data.dataset import SceneDataset
+
+    downscale = 1.0 if _reader_takes_factor(scene.format) else float(cfg.factor)
+    return SceneDataset(scene, split, test_every=cfg.test_every, downscale=downscale, device=device)
+
+
+def load_datasets(cfg: RGBTrainConfig, device: torch.device):
+    """Read the scene and build the train / test datasets."""
+    scene = load_run_scene(cfg)
+    return scene, make_dataset(cfg, scene, "train", device), make_dataset(cfg, scene, "test", device)
 
 
 def run(cfg: RGBTrainConfig) -> dict[str, Any]:

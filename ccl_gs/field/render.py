@@ -1,0 +1,163 @@
+"""Stage 4 outputs: renders, relevancy heat maps, masks, eval inputs and 3D selections.
+
+:func:`render_queries` writes, for a trained field and a list of text queries,
+into ``--out``::
+
+    rgb/<view>.png                       rendered colour
+    heatmap/<view>/<query>.png           relevancy (turbo colour map) over the RGB
+    mask/<view>/<query>.png              relevancy > threshold at the chosen level
+    lerf_ovs/<scene>/<view>/<query>.npy  float32 [L, H, W] relevancy (eval/lerf_ovs.py input)
+    ovs3d/<scene>/<view>.npy             float32 [C, H, W] class scores (eval/ovs3d.py input)
+    selection/<query>.ply                the Gaussians relevant to the query (3DGS PLY)
+    render.json                          queries, views, levels, timing
+
+The relevancy form is chosen by name (``canonical`` = LERF's pairwise
+softmax against "object", "things", "stuff", "texture"; ``softmax`` = over
+the query set, CCL-LGS's) and computed by :func:`ccl_gs.query.relevancy`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ccl_gs.field.export import export_field_ply
+from ccl_gs.field.language import LanguageField, QueryError, encode_queries, select_gaussians
+from ccl_gs.io.artifacts import atomic_path, write_json
+
+
+@dataclass
+class RenderConfig:
+    """Options of ``render.py``."""
+
+    field_dir: Path = field(default=Path("outputs/scene/field"), metadata={"help": "Trained field folder (stage 3)."})
+    out: Path = field(default=Path("outputs/scene/render"), metadata={"help": "Output folder."})
+    queries: list[str] = field(default_factory=list, metadata={"help": "Text queries."})
+    split: str = field(default="test", metadata={"help": "Views to render: train | test | all."})
+    relevancy: str = field(default="canonical", metadata={"help": "Relevancy form: canonical | softmax."})
+    threshold: float = field(default=0.5, metadata={"help": "Relevancy threshold of masks and 3D selections."})
+    scores_for_ovs3d: bool = field(
+        default=False, metadata={"help": "Also write [C, H, W] class scores (queries = the scene's classes)."}
+    )
+    write_png: bool = field(default=True, metadata={"help": "Write RGB / heat-map / mask PNGs."})
+    write_selection: bool = field(default=True, metadata={"help": "Write one PLY of selected Gaussians per query."})
+
+
+def query_slug(text: str) -> str:
+    """File-name form of a query (shared with the LERF-OVS eval layout)."""
+    from ccl_gs.metrics.lerf_ovs import query_slug as _slug
+
+    return _slug(text)
+
+
+def _save_png(path: Path, arr: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+
+
+def heatmap_over(rgb: np.ndarray, rel: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Overlay relevancy ``[H, W]`` in [0, 1] (turbo colours) on ``rgb [H, W, 3]`` uint8."""
+    import cv2
+
+    v = np.clip(rel, 0, 1)
+    col = cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    w = (alpha * v)[..., None]
+    return (rgb * (1 - w) + col * w).astype(np.uint8)
+
+
+def make_encoder(spec: dict[str, Any]):
+    """Rebuild the encoder that preprocessing used, from the spec stored in the manifests."""
+    from ccl_gs.encoders import build_encoder
+
+    if not spec:
+        raise QueryError("the trained field does not record its text encoder; re-run preprocessing")
+    return build_encoder(spec)
+
+
+@torch.no_grad()
+def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
+    """Render every view of ``cfg.split`` with every query; returns a summary dict."""
+    from ccl_gs.config import from_dict
+    from ccl_gs.io.artifacts import read_json
+    from ccl_gs.field.train import FieldConfig
+    from ccl_gs.splat.gaussians import render_rgb
+    from ccl_gs.splat.trainer import RGBTrainConfig, device_for_run, load_run_scene, make_dataset
+
+    if not cfg.queries:
+        raise QueryError("no queries given (--queries ...)")
+    device = device_for_run()
+    lf = LanguageField.load(cfg.field_dir, device)
+    fcfg = from_dict(FieldConfig, read_json(Path(cfg.field_dir) / "config.json"))
+    rgb_cfg_path = Path(cfg.field_dir) / "joint_rgb" / "config.json"
+    if not rgb_cfg_path.exists():
+        rgb_cfg_path = Path(fcfg.rgb_run) / "config.json"
+    rgb_cfg = from_dict(RGBTrainConfig, read_json(rgb_cfg_path))
+    if cfg.split not in ("train", "test", "all"):
+        raise ValueError(f"--split must be train, test or all, got '{cfg.split}'")
+    scene = load_run_scene(rgb_cfg)
+    views = make_dataset(rgb_cfg, scene, cfg.split, device)
+    if encoder is None:
+        encoder = make_encoder(lf.encoder_spec)
+    lf.check_encoder(encoder)
+    q_emb, c_emb = encode_queries(encoder, cfg.queries)
+    out = Path(cfg.out)
+    slugs = [query_slug(q) for q in cfg.queries]
+    t_query = []
+    bg = torch.ones(3, device=device) if scene.white_background else torch.zeros(3, device=device)
+    for i in range(len(views)):
+        item = views[i]
+        stem = Path(scene.image_paths[int(item["index"])]).stem
+        t0 = time.perf_counter()
+        rel = lf.relevancy_maps(item, q_emb, cfg.relevancy, c_emb)  # [L, Q, H, W]
+        t_query.append(time.perf_counter() - t0)
+        rel_np = rel.float().cpu().numpy()
+        for qi, slug in enumerate(slugs):
+            _save_npy(out / "lerf_ovs" / scene.name / stem / f"{slug}.npy", rel_np[:, qi].astype(np.float32))
+        if cfg.scores_for_ovs3d:
+            _save_npy(out / "ovs3d" / scene.name / f"{stem}.npy", rel_np.max(0).astype(np.float32))
+        if cfg.write_png:
+            colors, _, _ = render_rgb(
+                lf.params, item["viewmat"][None].to(device), item["K"][None].to(device),
+                int(item["width"]), int(item["height"]), sh_degree=rgb_cfg.sh_degree, background=bg,
+            )
+            rgb = (colors[0, ..., :3].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+            _save_png(out / "rgb" / f"{stem}.png", rgb)
+            for qi, slug in enumerate(slugs):
+                lv = int(rel[:, qi].flatten(1).max(1).values.argmax())
+                r = rel_np[lv, qi]
+                _save_png(out / "heatmap" / stem / f"{slug}.png", heatmap_over(rgb, r))
+                _save_png(out / "mask" / stem / f"{slug}.png", ((r > cfg.threshold) * 255).astype(np.uint8))
+    selections = {}
+    if cfg.write_selection:
+        g_rel = lf.gaussian_relevancy(q_emb, cfg.relevancy, c_emb)  # [L, Q, N]
+        for qi, (q, slug) in enumerate(zip(cfg.queries, slugs)):
+            keep = select_gaussians(g_rel[:, qi], cfg.threshold)
+            selections[q] = int(keep.sum())
+            if keep.any():
+                export_field_ply(out / "selection" / f"{slug}.ply", lf.params, lf.decoder, keep=keep)
+    summary = {
+        "scene": scene.name,
+        "queries": cfg.queries,
+        "split": cfg.split,
+        "views": len(views),
+        "levels": lf.n_levels,
+        "relevancy": cfg.relevancy,
+        "selected_gaussians": selections,
+        "seconds_per_view_query": float(np.median(t_query)) if t_query else float("nan"),
+    }
+    write_json(out / "render.json", summary)
+    return summary
+
