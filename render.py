@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Answer text queries with a trained language field (stage 4).
+
+    python render.py --field-dir outputs/scene/field --out outputs/scene/render \\
+        --queries "mug" "table" --split test
+
+writes RGB renders, relevancy heat maps over the RGB, masks, the evaluation
+inputs (``lerf_ovs/`` and, with ``--scores-for-ovs3d``, ``ovs3d/``) and one PLY
+of selected Gaussians per query; see :mod:`ccl_gs.field.render`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ccl_gs.config import add_arguments, from_args
+from ccl_gs.field.render import RenderConfig, render_queries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, RenderConfig)
+    cfg = from_args(RenderConfig, parser.parse_args(argv), base=RenderConfig())
+    try:
+        s = render_queries(cfg)
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"{s['scene']}: {s['views']} views x {len(s['queries'])} queries -> {cfg.out} "
+        f"({1000 * s['seconds_per_view_query']:.0f} ms per view for all queries)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
