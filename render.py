@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(
-        f"{s['scene']}: {s['views']} views x {len(s['queries'])} queries -> {cfg.out} "
-        f"({1000 * s['seconds_per_view_query']:.0f} ms per view for all queries)"
+        f"{s['scene']}: {len(s['views'])} views x {len(s['queries'])} queries -> {cfg.out} "
+        f"({1000 * s['seconds_per_view_all_queries']:.0f} ms per view for all queries)"
     )
     return 0
 

@@ -118,6 +118,17 @@ class LanguageField:
         return torch.stack([table[lv][idx[lv]].permute(2, 0, 1) for lv in range(self.n_levels)])
 
     @torch.no_grad()
+    def cosine_maps(self, item: dict[str, Any], query_emb: Tensor) -> Tensor:
+        """Cosine similarity of each pixel's decoded prototype with each query: ``[L, Q, H, W]``."""
+        idx = self.pixel_prototypes(item)
+        out = []
+        for lv in range(self.n_levels):
+            p = torch.nn.functional.normalize(self.prototypes[lv], dim=-1)
+            table = p @ torch.nn.functional.normalize(query_emb.to(p), dim=-1).T  # [N_l, Q]
+            out.append(table[idx[lv]].permute(2, 0, 1))
+        return torch.stack(out)
+
+    @torch.no_grad()
     def gaussian_relevancy(
         self, query_emb: Tensor, kind: str = "canonical", canonical_emb: Tensor | None = None,
         temperature: float = DEFAULT_TEMPERATURE,

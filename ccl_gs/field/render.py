@@ -7,9 +7,20 @@ into ``--out``::
     heatmap/<view>/<query>.png           relevancy (turbo colour map) over the RGB
     mask/<view>/<query>.png              relevancy > threshold at the chosen level
     lerf_ovs/<scene>/<view>/<query>.npy  float32 [L, H, W] relevancy (eval/lerf_ovs.py input)
-    ovs3d/<scene>/<view>.npy             float32 [C, H, W] class scores (eval/ovs3d.py input)
+    ovs3d/<scene>/<view>.npy             float32 [C, H, W] class scores (eval/ovs3d.py, argmax protocol)
+    ovs3d_levels/<scene>/<view>.npy      float32 [L, C, H, W] relevancy (eval/ovs3d.py, threshold protocol)
     selection/<query>.ply                the Gaussians relevant to the query (3DGS PLY)
     render.json                          queries, views, levels, timing
+
+Which views and queries: ``--queries`` over a ``--split``; or a LERF-OVS
+label folder (``--lerf-labels label/<scene>``: its categories over its
+labelled frames, ``frame_XXXXX`` = view ``XXXXX - 1``); or a 3D-OVS scene
+(``--ovs3d-data <scene>``: the classes of ``segmentations/classes.txt`` over
+the views named by the folders under ``segmentations/``).
+
+3D-OVS class scores are ``max`` over levels of the cosine similarity of the
+pixel's decoded prototype with the class text; any monotone score gives the
+same closed-set argmax.
 
 The relevancy form is chosen by name (``canonical`` = LERF's pairwise
 softmax against "object", "things", "stuff", "texture"; ``softmax`` = over
@@ -29,6 +40,7 @@ import torch
 from ccl_gs.field.export import export_field_ply
 from ccl_gs.field.language import LanguageField, QueryError, encode_queries, select_gaussians
 from ccl_gs.io.artifacts import atomic_path, write_json
+from tqdm import tqdm
 
 
 @dataclass
@@ -38,21 +50,17 @@ class RenderConfig:
     field_dir: Path = field(default=Path("outputs/scene/field"), metadata={"help": "Trained field folder (stage 3)."})
     out: Path = field(default=Path("outputs/scene/render"), metadata={"help": "Output folder."})
     queries: list[str] = field(default_factory=list, metadata={"help": "Text queries."})
-    split: str = field(default="test", metadata={"help": "Views to render: train | test | all."})
+    split: str = field(default="test", metadata={"help": "Views to render with --queries: train | test | all."})
+    lerf_labels: Path | None = field(
+        default=None, metadata={"help": "LERF-OVS label folder of this scene: render its categories on its frames."}
+    )
+    ovs3d_data: Path | None = field(
+        default=None, metadata={"help": "3D-OVS scene folder: render its classes on its segmentation views."}
+    )
     relevancy: str = field(default="canonical", metadata={"help": "Relevancy form: canonical | softmax."})
     threshold: float = field(default=0.5, metadata={"help": "Relevancy threshold of masks and 3D selections."})
-    scores_for_ovs3d: bool = field(
-        default=False, metadata={"help": "Also write [C, H, W] class scores (queries = the scene's classes)."}
-    )
     write_png: bool = field(default=True, metadata={"help": "Write RGB / heat-map / mask PNGs."})
     write_selection: bool = field(default=True, metadata={"help": "Write one PLY of selected Gaussians per query."})
-
-
-def query_slug(text: str) -> str:
-    """File-name form of a query (shared with the LERF-OVS eval layout)."""
-    from ccl_gs.metrics.lerf_ovs import query_slug as _slug
-
-    return _slug(text)
 
 
 def _save_png(path: Path, arr: np.ndarray) -> None:
@@ -60,12 +68,6 @@ def _save_png(path: Path, arr: np.ndarray) -> None:
 
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
 
 
 def heatmap_over(rgb: np.ndarray, rel: np.ndarray, alpha: float = 0.6) -> np.ndarray:
@@ -80,24 +82,67 @@ def heatmap_over(rgb: np.ndarray, rel: np.ndarray, alpha: float = 0.6) -> np.nda
 
 def make_encoder(spec: dict[str, Any]):
     """Rebuild the encoder that preprocessing used, from the spec stored in the manifests."""
-    from ccl_gs.encoders import build_encoder
+    import ccl_gs.encoders  # noqa: F401  (registers the encoders)
+    from ccl_gs.encoders.base import build_encoder
 
     if not spec:
         raise QueryError("the trained field does not record its text encoder; re-run preprocessing")
     return build_encoder(spec)
 
 
+@dataclass
+class RenderPlan:
+    """Which views to render (``view index -> output stem``) with which queries."""
+
+    queries: list[str]
+    views: dict[int, str]
+    ovs3d_classes: list[str] | None = None
+
+
+def plan(cfg: RenderConfig, scene, rgb_cfg) -> RenderPlan:
+    """Resolve the queries and views of a render from the options and the benchmark files."""
+    from ccl_gs.metrics.labels import load_scene_labels, ovs3d_views, read_ovs3d_classes
+
+    n = len(scene)
+    if cfg.lerf_labels is not None:
+        frames = load_scene_labels(cfg.lerf_labels)
+        cats: list[str] = []
+        views = {}
+        for fr in frames:
+            if not 0 <= fr.image_index < n:
+                raise QueryError(f"label {fr.path} names view {fr.image_index + 1} but the scene has {n} views")
+            views[fr.image_index] = fr.frame_stem
+            cats += [c for c in fr.categories if c not in cats]
+        return RenderPlan(cats, views)
+    if cfg.ovs3d_data is not None:
+        seg = Path(cfg.ovs3d_data) / "segmentations"
+        classes = read_ovs3d_classes(seg)
+        stems = {Path(p).stem: i for i, p in enumerate(scene.image_paths)}
+        views = {}
+        for v in ovs3d_views(seg):
+            if v not in stems:
+                raise QueryError(f"segmentation view {seg / v} has no image named '{v}' in {scene.root}")
+            views[stems[v]] = v
+        return RenderPlan(classes, views, ovs3d_classes=classes)
+    if not cfg.queries:
+        raise QueryError("no queries given (--queries, --lerf-labels or --ovs3d-data)")
+    if cfg.split not in ("train", "test", "all"):
+        raise QueryError(f"--split must be train, test or all, got '{cfg.split}'")
+    idx = scene.views(cfg.split, rgb_cfg.test_every)
+    return RenderPlan(list(cfg.queries), {i: Path(scene.image_paths[i]).stem for i in idx})
+
+
 @torch.no_grad()
 def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
-    """Render every view of ``cfg.split`` with every query; returns a summary dict."""
+    """Render the planned views with the planned queries; returns a summary dict."""
     from ccl_gs.config import from_dict
-    from ccl_gs.io.artifacts import read_json
     from ccl_gs.field.train import FieldConfig
+    from ccl_gs.io.artifacts import read_json
+    from ccl_gs.metrics import lerf_ovs, ovs3d
+    from ccl_gs.metrics.lerf_ovs import query_slug
     from ccl_gs.splat.gaussians import render_rgb
     from ccl_gs.splat.trainer import RGBTrainConfig, device_for_run, load_run_scene, make_dataset
 
-    if not cfg.queries:
-        raise QueryError("no queries given (--queries ...)")
     device = device_for_run()
     lf = LanguageField.load(cfg.field_dir, device)
     fcfg = from_dict(FieldConfig, read_json(Path(cfg.field_dir) / "config.json"))
@@ -105,29 +150,29 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
     if not rgb_cfg_path.exists():
         rgb_cfg_path = Path(fcfg.rgb_run) / "config.json"
     rgb_cfg = from_dict(RGBTrainConfig, read_json(rgb_cfg_path))
-    if cfg.split not in ("train", "test", "all"):
-        raise ValueError(f"--split must be train, test or all, got '{cfg.split}'")
     scene = load_run_scene(rgb_cfg)
-    views = make_dataset(rgb_cfg, scene, cfg.split, device)
+    pl = plan(cfg, scene, rgb_cfg)
+    views = make_dataset(rgb_cfg, scene, "all", device)
     if encoder is None:
         encoder = make_encoder(lf.encoder_spec)
     lf.check_encoder(encoder)
-    q_emb, c_emb = encode_queries(encoder, cfg.queries)
+    q_emb, c_emb = encode_queries(encoder, pl.queries)
     out = Path(cfg.out)
-    slugs = [query_slug(q) for q in cfg.queries]
+    slugs = [query_slug(q) for q in pl.queries]
     t_query = []
     bg = torch.ones(3, device=device) if scene.white_background else torch.zeros(3, device=device)
-    for i in range(len(views)):
-        item = views[i]
-        stem = Path(scene.image_paths[int(item["index"])]).stem
+    for vi, stem in tqdm(sorted(pl.views.items()), desc="render", dynamic_ncols=True):
+        item = views[vi]
         t0 = time.perf_counter()
         rel = lf.relevancy_maps(item, q_emb, cfg.relevancy, c_emb)  # [L, Q, H, W]
         t_query.append(time.perf_counter() - t0)
         rel_np = rel.float().cpu().numpy()
-        for qi, slug in enumerate(slugs):
-            _save_npy(out / "lerf_ovs" / scene.name / stem / f"{slug}.npy", rel_np[:, qi].astype(np.float32))
-        if cfg.scores_for_ovs3d:
-            _save_npy(out / "ovs3d" / scene.name / f"{stem}.npy", rel_np.max(0).astype(np.float32))
+        for qi, q in enumerate(pl.queries):
+            lerf_ovs.save_render(out / "lerf_ovs", scene.name, stem, q, rel_np[:, qi])
+        if pl.ovs3d_classes is not None:
+            cos = lf.cosine_maps(item, q_emb)  # [L, C, H, W]
+            ovs3d.save_render(out / "ovs3d", scene.name, stem, cos.max(0).values.cpu().numpy(), pl.ovs3d_classes)
+            ovs3d.save_render(out / "ovs3d_levels", scene.name, stem, rel_np, pl.ovs3d_classes)
         if cfg.write_png:
             colors, _, _ = render_rgb(
                 lf.params, item["viewmat"][None].to(device), item["K"][None].to(device),
@@ -143,21 +188,19 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
     selections = {}
     if cfg.write_selection:
         g_rel = lf.gaussian_relevancy(q_emb, cfg.relevancy, c_emb)  # [L, Q, N]
-        for qi, (q, slug) in enumerate(zip(cfg.queries, slugs)):
+        for qi, (q, slug) in enumerate(zip(pl.queries, slugs)):
             keep = select_gaussians(g_rel[:, qi], cfg.threshold)
             selections[q] = int(keep.sum())
             if keep.any():
                 export_field_ply(out / "selection" / f"{slug}.ply", lf.params, lf.decoder, keep=keep)
     summary = {
         "scene": scene.name,
-        "queries": cfg.queries,
-        "split": cfg.split,
-        "views": len(views),
+        "queries": pl.queries,
+        "views": [pl.views[k] for k in sorted(pl.views)],
         "levels": lf.n_levels,
         "relevancy": cfg.relevancy,
         "selected_gaussians": selections,
-        "seconds_per_view_query": float(np.median(t_query)) if t_query else float("nan"),
+        "seconds_per_view_all_queries": float(np.median(t_query)) if t_query else float("nan"),
     }
     write_json(out / "render.json", summary)
     return summary
-
