@@ -14,6 +14,7 @@ from ccl_gs.masks.merge import (
     two_level_masks,
     two_level_masks_reference,
 )
+from ccl_gs.masks.sam import SamCheckpointError, SamConfig, SamMaskSource, build_tiny_sam, load_sam
 from ccl_gs.masks.types import GRANULARITIES, LEVELS, LevelMasks, RawMasks
 
 __all__ = [
@@ -22,6 +23,11 @@ __all__ = [
     "LevelMasks",
     "MergeConfig",
     "RawMasks",
+    "SamCheckpointError",
+    "SamConfig",
+    "SamMaskSource",
+    "build_tiny_sam",
+    "load_sam",
     "mask_nms",
     "mask_regions",
     "two_level_masks",
