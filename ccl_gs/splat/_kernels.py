@@ -1,0 +1,335 @@
+"""Numba CPU kernels of the tile compositor (forward, backward, intersection).
+
+These are plain NumPy-array kernels; :mod:`ccl_gs.splat._composite` wraps them
+in a ``torch.autograd.Function``. They implement gsplat's compositing rule
+(``RasterizeToPixels3DGSFwd.cu`` / ``...Bwd.cu``) for one pixel ``p`` with
+centre ``(x + 0.5, y + 0.5)`` and the depth-sorted Gaussians ``g`` of its tile:
+
+    d = mean2d_g - p
+    sigma = 0.5 (a dx^2 + c dy^2) + b dx dy          (conic = (a, b, c))
+    alpha = min(0.999, opacity_g exp(-sigma))
+    skip g when sigma < 0 or alpha < 1/255
+    stop before T (1 - alpha) <= 1e-4              (that Gaussian is excluded)
+    colour += colour_g alpha T;  T *= 1 - alpha
+
+Differences that do not change the result:
+
+- Gaussians are looped outside, pixels inside, and each Gaussian visits only
+  the pixels of its (opacity-aware) radius box plus one pixel of margin;
+  outside that box ``alpha < 1/255`` holds, so those pixels would be skipped.
+- ``sigma > SIGMA_SKIP`` is skipped before ``exp`` is called: with
+  opacity <= 1 such alphas are far below 1/255, and it keeps every float out
+  of the subnormal range (subnormals make x86 CPUs ~10x slower).
+- Per-pixel transmittance and colour sums are kept in float64.
+
+Tiles are processed in parallel (``prange``); gradients are written per
+intersection (each belongs to one tile, so no two threads write the same
+slot) and summed per Gaussian afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+ALPHA_MIN = 1.0 / 255.0
+ALPHA_MAX = 0.999
+T_MIN = 1e-4
+SIGMA_SKIP = 30.0  # exp(-30) ~ 1e-13: alpha < 1/255 for any opacity <= 1
+
+
+@njit(cache=True, nogil=True)
+def build_intersections(
+    means2d: np.ndarray,  # [I, 2] float32, I = C * N
+    radii: np.ndarray,  # [I, 2] int32
+    order: np.ndarray,  # [V] int64 visible entries sorted by depth (stable)
+    n_per_camera: int,
+    tile_size: int,
+    tile_width: int,
+    tile_height: int,
+    n_cameras: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian-tile intersections sorted by (camera, tile, depth).
+
+    Tile range per Gaussian as gsplat's ``isect_tiles``: ``[floor(t - r),
+    ceil(t + r))`` in tile units, clamped to the grid. A counting sort by tile
+    over the depth-ordered Gaussians keeps depth order inside each tile.
+
+    Returns:
+        flatten_ids [M] int32 (entries of ``I``), offsets [C * th * tw + 1]
+        int64 (start of each tile's run), tiles_per_gauss [I] int32.
+    """
+    n_img_tiles = tile_width * tile_height
+    n_tiles = n_cameras * n_img_tiles
+    n_entries = means2d.shape[0]
+    tiles_per_gauss = np.zeros(n_entries, np.int32)
+    counts = np.zeros(n_tiles + 1, np.int64)
+    rect = np.zeros((order.shape[0], 4), np.int64)
+    ts = np.float32(tile_size)
+    for v in range(order.shape[0]):
+        e = order[v]
+        tx = np.float32(means2d[e, 0]) / ts
+        ty = np.float32(means2d[e, 1]) / ts
+        rx = np.float32(radii[e, 0]) / ts
+        ry = np.float32(radii[e, 1]) / ts
+        x0 = int(min(max(math.floor(tx - rx), 0.0), float(tile_width)))
+        y0 = int(min(max(math.floor(ty - ry), 0.0), float(tile_height)))
+        x1 = int(min(max(math.ceil(tx + rx), 0.0), float(tile_width)))
+        y1 = int(min(max(math.ceil(ty + ry), 0.0), float(tile_height)))
+        rect[v, 0] = x0
+        rect[v, 1] = y0
+        rect[v, 2] = x1
+        rect[v, 3] = y1
+        if x1 <= x0 or y1 <= y0:
+            continue
+        tiles_per_gauss[e] = (x1 - x0) * (y1 - y0)
+        base = (e // n_per_camera) * n_img_tiles
+        for yy in range(y0, y1):
+            for xx in range(x0, x1):
+                counts[base + yy * tile_width + xx + 1] += 1
+    for t in range(n_tiles):
+        counts[t + 1] += counts[t]
+    offsets = counts.copy()
+    fill = counts[:-1].copy()
+    flatten_ids = np.empty(offsets[n_tiles], np.int32)
+    for v in range(order.shape[0]):
+        e = order[v]
+        base = (e // n_per_camera) * n_img_tiles
+        for yy in range(rect[v, 1], rect[v, 3]):
+            for xx in range(rect[v, 0], rect[v, 2]):
+                t = base + yy * tile_width + xx
+                flatten_ids[fill[t]] = e
+                fill[t] += 1
+    return flatten_ids, offsets, tiles_per_gauss
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pixel_span(m: float, r: float, lo: int, hi: int) -> tuple[int, int]:
+    """Pixels ``[a, b)`` of ``[lo, hi)`` whose centres lie within ``r + 1`` of ``m``."""
+    a = math.floor(m - r - 1.5)
+    b = math.ceil(m + r + 1.5)
+    a = min(max(a, float(lo)), float(hi))
+    b = min(max(b, float(lo)), float(hi))
+    return int(a), int(b)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=False)
+def composite_forward(
+    means2d: np.ndarray,  # [I, 2] float32
+    conics: np.ndarray,  # [I, 3] float32
+    colors: np.ndarray,  # [I, D] float32
+    opacities: np.ndarray,  # [I] float32
+    radii: np.ndarray,  # [I, 2] int32
+    backgrounds: np.ndarray,  # [C, D] float32 (zeros when absent)
+    offsets: np.ndarray,  # [C * th * tw + 1] int64
+    flatten_ids: np.ndarray,  # [M] int32
+    width: int,
+    height: int,
+    tile_size: int,
+    tile_width: int,
+    out_colors: np.ndarray,  # [C, H, W, D] float32
+    out_T: np.ndarray,  # [C, H, W] float32, final transmittance
+    out_last: np.ndarray,  # [C, H, W] int64, last contributing intersection (-1: none)
+) -> None:
+    n_tiles = offsets.shape[0] - 1
+    tile_height = (height + tile_size - 1) // tile_size
+    n_img_tiles = tile_width * tile_height
+    D = colors.shape[1]
+    for t in prange(n_tiles):
+        cam = t // n_img_tiles
+        rem = t - cam * n_img_tiles
+        ty = rem // tile_width
+        tx = rem - ty * tile_width
+        x0 = tx * tile_size
+        y0 = ty * tile_size
+        x1 = min(x0 + tile_size, width)
+        y1 = min(y0 + tile_size, height)
+        tw = x1 - x0
+        npix = tw * (y1 - y0)
+        T = np.ones(npix, np.float64)
+        acc = np.zeros((npix, D), np.float64)
+        last = np.full(npix, -1, np.int64)
+        done = np.zeros(npix, np.bool_)
+        n_done = 0
+        for k in range(offsets[t], offsets[t + 1]):
+            if n_done == npix:
+                break
+            g = flatten_ids[k]
+            mx = means2d[g, 0]
+            my = means2d[g, 1]
+            ca = conics[g, 0]
+            cb = conics[g, 1]
+            cc = conics[g, 2]
+            op = opacities[g]
+            xa, xb = _pixel_span(mx, radii[g, 0], x0, x1)
+            ya, yb = _pixel_span(my, radii[g, 1], y0, y1)
+            for py in range(ya, yb):
+                dy = my - (py + 0.5)
+                row = (py - y0) * tw - x0
+                for px in range(xa, xb):
+                    p = row + px
+                    if done[p]:
+                        continue
+                    dx = mx - (px + 0.5)
+                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < 0.0 or sigma > SIGMA_SKIP:
+                        continue
+                    alpha = min(ALPHA_MAX, op * math.exp(-sigma))
+                    if alpha < ALPHA_MIN:
+                        continue
+                    next_T = T[p] * (1.0 - alpha)
+                    if next_T <= T_MIN:
+                        done[p] = True
+                        n_done += 1
+                        continue
+                    w = alpha * T[p]
+                    for d in range(D):
+                        acc[p, d] += colors[g, d] * w
+                    T[p] = next_T
+                    last[p] = k
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                p = (py - y0) * tw + (px - x0)
+                for d in range(D):
+                    out_colors[cam, py, px, d] = acc[p, d] + T[p] * backgrounds[cam, d]
+                out_T[cam, py, px] = T[p]
+                out_last[cam, py, px] = last[p]
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=False)
+def composite_backward(
+    means2d: np.ndarray,  # [I, 2] float32
+    conics: np.ndarray,  # [I, 3] float32
+    colors: np.ndarray,  # [I, D] float32
+    opacities: np.ndarray,  # [I] float32
+    radii: np.ndarray,  # [I, 2] int32
+    backgrounds: np.ndarray,  # [C, D] float32 (zeros when absent)
+    offsets: np.ndarray,  # [C * th * tw + 1] int64
+    flatten_ids: np.ndarray,  # [M] int32
+    width: int,
+    height: int,
+    tile_size: int,
+    tile_width: int,
+    final_T: np.ndarray,  # [C, H, W] float32
+    last_ids: np.ndarray,  # [C, H, W] int64
+    v_colors_out: np.ndarray,  # [C, H, W, D] float32
+    v_alphas_out: np.ndarray,  # [C, H, W] float32
+    v_isect: np.ndarray,  # [M, 6 + D] float32 zeros; per intersection
+) -> None:
+    """Back-to-front pass over each tile, as gsplat's backward kernel.
+
+    Row ``m`` of ``v_isect`` receives intersection ``m``'s gradient:
+    columns 0-1 means2d, 2-4 conics, 5 opacity, 6.. colours.
+    """
+    n_tiles = offsets.shape[0] - 1
+    tile_height = (height + tile_size - 1) // tile_size
+    n_img_tiles = tile_width * tile_height
+    D = colors.shape[1]
+    for t in prange(n_tiles):
+        start = offsets[t]
+        end = offsets[t + 1]
+        if end == start:
+            continue
+        cam = t // n_img_tiles
+        rem = t - cam * n_img_tiles
+        ty = rem // tile_width
+        tx = rem - ty * tile_width
+        x0 = tx * tile_size
+        y0 = ty * tile_size
+        x1 = min(x0 + tile_size, width)
+        y1 = min(y0 + tile_size, height)
+        tw = x1 - x0
+        npix = tw * (y1 - y0)
+        T = np.empty(npix, np.float64)
+        T_fin = np.empty(npix, np.float64)
+        last = np.empty(npix, np.int64)
+        vc = np.empty((npix, D), np.float64)
+        va = np.empty(npix, np.float64)
+        bg_dot = np.zeros(npix, np.float64)
+        buf = np.zeros((npix, D), np.float64)
+        k_max = start - 1
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                p = (py - y0) * tw + (px - x0)
+                T[p] = final_T[cam, py, px]
+                T_fin[p] = T[p]
+                last[p] = last_ids[cam, py, px]
+                k_max = max(k_max, last[p])
+                va[p] = v_alphas_out[cam, py, px]
+                for d in range(D):
+                    vc[p, d] = v_colors_out[cam, py, px, d]
+                    bg_dot[p] += backgrounds[cam, d] * vc[p, d]
+        g_col = np.zeros(D, np.float64)
+        for k in range(k_max, start - 1, -1):
+            g = flatten_ids[k]
+            mx = means2d[g, 0]
+            my = means2d[g, 1]
+            ca = conics[g, 0]
+            cb = conics[g, 1]
+            cc = conics[g, 2]
+            op = opacities[g]
+            xa, xb = _pixel_span(mx, radii[g, 0], x0, x1)
+            ya, yb = _pixel_span(my, radii[g, 1], y0, y1)
+            g_x = 0.0
+            g_y = 0.0
+            g_a = 0.0
+            g_b = 0.0
+            g_c = 0.0
+            g_o = 0.0
+            for d in range(D):
+                g_col[d] = 0.0
+            for py in range(ya, yb):
+                dy = my - (py + 0.5)
+                row = (py - y0) * tw - x0
+                for px in range(xa, xb):
+                    p = row + px
+                    if k > last[p]:
+                        continue
+                    dx = mx - (px + 0.5)
+                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < 0.0 or sigma > SIGMA_SKIP:
+                        continue
+                    vis = math.exp(-sigma)
+                    alpha = min(ALPHA_MAX, op * vis)
+                    if alpha < ALPHA_MIN:
+                        continue
+                    ra = 1.0 / (1.0 - alpha)
+                    T[p] *= ra
+                    fac = alpha * T[p]
+                    v_alpha = (T_fin[p] * va[p] - T_fin[p] * bg_dot[p]) * ra
+                    for d in range(D):
+                        g_col[d] += fac * vc[p, d]
+                        v_alpha += (colors[g, d] * T[p] - buf[p, d] * ra) * vc[p, d]
+                        buf[p, d] += colors[g, d] * fac
+                    if op * vis <= ALPHA_MAX:
+                        v_sigma = -op * vis * v_alpha
+                        g_a += 0.5 * v_sigma * dx * dx
+                        g_b += v_sigma * dx * dy
+                        g_c += 0.5 * v_sigma * dy * dy
+                        g_x += v_sigma * (ca * dx + cb * dy)
+                        g_y += v_sigma * (cb * dx + cc * dy)
+                        g_o += vis * v_alpha
+            v_isect[k, 0] = g_x
+            v_isect[k, 1] = g_y
+            v_isect[k, 2] = g_a
+            v_isect[k, 3] = g_b
+            v_isect[k, 4] = g_c
+            v_isect[k, 5] = g_o
+            for d in range(D):
+                v_isect[k, 6 + d] = g_col[d]
+
+
+@njit(cache=True, nogil=True)
+def sum_per_gaussian(
+    flatten_ids: np.ndarray,  # [M] int32
+    per_isect: np.ndarray,  # [M, K] float32
+    out: np.ndarray,  # [I, K] float32, zero-initialised
+) -> None:
+    """``out[flatten_ids[m]] += per_isect[m]`` (serial, deterministic)."""
+    K = per_isect.shape[1]
+    for m in range(flatten_ids.shape[0]):
+        g = flatten_ids[m]
+        for j in range(K):
+            out[g, j] += per_isect[m, j]
