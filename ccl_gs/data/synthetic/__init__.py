@@ -23,6 +23,7 @@ from ccl_gs.data.synthetic.objects import OBJECT_CLASSES
 from ccl_gs.data.synthetic.render import render_view
 from ccl_gs.data.synthetic.simulate import SimConfig, simulate_masks, simulate_tracks, write_simulation
 from ccl_gs.data.synthetic.writers import OutputConfig, write_dataset
+from ccl_gs.encoders import oracle as _oracle  # noqa: F401  (registers the "oracle" encoder)
 
 __all__ = [
     "OBJECT_CLASSES",

@@ -1,0 +1,177 @@
+"""The oracle encoder: exact class embeddings from a synthetic scene's ground truth.
+
+Stands in for CLIP on synthetic scenes (:mod:`ccl_gs.data.synthetic`), so the
+3D lifting can be measured without a language model's own errors:
+
+* text -> a deterministic random unit vector per normalized text (seeded by a
+  hash of the text and ``seed``). Class names map to their class vectors;
+  any other text gets its own vector, nearly orthogonal to every class in
+  high dimension (|cos| ~ 1/sqrt(D)).
+* a mask -> the area-weighted mix of the class vectors of the ground-truth
+  pixels under it (background "floor" / "wall" included; pixels with no
+  surface count as the text ``"<none>"``), normalized, plus optional noise
+  seeded by the view and the mask's pixels (so the same mask in the same
+  view always gets the same vector, different views differ).
+
+Registered as ``"oracle"``::
+
+    enc = build_encoder("oracle", scene_root="data/synthetic/3dovs/synthetic_s0", noise=0.1)
+    feats = enc.encode_masks(image, masks, view=3)   # [M, 512]
+    text = enc.encode_text(["teapot"])                # [1, 512]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ccl_gs.encoders.base import ImageTextEncoder, register_encoder
+
+NONE_TEXT = "<none>"
+"""The text whose embedding stands for pixels with no surface."""
+
+_PREFIXES = ("a photo of a ", "a photo of an ", "a photo of the ", "a photo of ", "a ", "an ", "the ")
+
+
+@dataclass
+class OracleConfig:
+    """Options of the oracle encoder."""
+
+    scene_root: Path | None = field(
+        default=None, metadata={"help": "Synthetic scene folder holding gt/ (needed to encode masks, not texts)."}
+    )
+    dim: int = field(default=512, metadata={"help": "Embedding size."})
+    noise: float = field(
+        default=0.0, metadata={"help": "Relative size of the view-dependent noise added to mask embeddings (0 = exact)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the text embeddings and the noise."})
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, single spaces, no trailing period, no leading article or ``"a photo of"`` prompt."""
+    t = re.sub(r"\s+", " ", text.strip().lower()).rstrip(".").strip()
+    for p in _PREFIXES:
+        if t.startswith(p) and len(t) > len(p):
+            t = t[len(p) :]
+            break
+    return t
+
+
+def _seed_of(*parts: Any) -> int:
+    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+@register_encoder("oracle")
+class OracleEncoder(ImageTextEncoder):
+    """An :class:`ImageTextEncoder` that reads the answer from the ground truth.
+
+    Args:
+        scene_root: synthetic scene folder with ``gt/`` (required by :meth:`encode_masks`).
+        dim: embedding size D.
+        noise: relative magnitude of the per-(view, mask) Gaussian noise.
+        seed: seed of text embeddings and noise.
+    """
+
+    def __init__(self, scene_root: str | Path | None = None, dim: int = 512, noise: float = 0.0, seed: int = 0, **_: Any) -> None:
+        if dim < 2:
+            raise ValueError(f"oracle encoder: dim must be >= 2, got {dim}")
+        if noise < 0:
+            raise ValueError(f"oracle encoder: noise must be >= 0, got {noise}")
+        self.dim = int(dim)
+        self.noise = float(noise)
+        self.seed = int(seed)
+        self.scene_root = Path(scene_root) if scene_root is not None else None
+        self.name = f"oracle:dim={self.dim},noise={self.noise:g},seed={self.seed}"
+        self._gt = None
+        self._class_emb: Tensor | None = None
+
+    # ------------------------------------------------------------------ text
+    def _embed(self, text: str) -> Tensor:
+        g = torch.Generator().manual_seed(_seed_of("text", self.seed, normalize_text(text)))
+        return F.normalize(torch.randn(self.dim, generator=g, dtype=torch.float32), dim=0)
+
+    def encode_text(self, texts: Sequence[str]) -> Tensor:
+        """``T`` strings -> ``[T, D]`` float32, unit norm (deterministic per normalized text)."""
+        if not texts:
+            return torch.zeros(0, self.dim)
+        return torch.stack([self._embed(t) for t in texts])
+
+    # ----------------------------------------------------------------- crops
+    def encode_crops(self, crops: Tensor) -> Tensor:
+        raise RuntimeError(
+            "the oracle encoder reads classes from the ground truth and cannot encode bare crops; "
+            "use encode_masks(image, masks, view) with scene_root set"
+        )
+
+    # ----------------------------------------------------------------- masks
+    @property
+    def ground_truth(self):
+        """The scene's :class:`~ccl_gs.data.synthetic.gt.GroundTruth` (loaded on first use)."""
+        if self._gt is None:
+            if self.scene_root is None:
+                raise ValueError("oracle encoder: encoding masks needs scene_root (the synthetic scene folder with gt/)")
+            from ccl_gs.data.synthetic.gt import GroundTruth
+
+            self._gt = GroundTruth(self.scene_root)
+        return self._gt
+
+    def class_embeddings(self) -> Tensor:
+        """``[C + 1, D]``: row 0 is :data:`NONE_TEXT`, row ``c`` the class of ``class_id = c``."""
+        if self._class_emb is None:
+            self._class_emb = self.encode_text([NONE_TEXT] + list(self.ground_truth.classes))
+        return self._class_emb
+
+    def encode_masks(self, image: Tensor, masks: Tensor, view: int | None = None, batch_size: int = 32) -> Tensor:
+        """Encode each mask of one view by the classes under it.
+
+        Args:
+            image: ``[H, W, 3]`` (only its size is used; the ground truth is
+                resampled to it by nearest neighbour when they differ).
+            masks: ``[M, H, W]`` bool.
+            view: view index into the scene's views (image order).
+        Returns:
+            ``[M, D]`` float32, unit norm.
+        """
+        if view is None:
+            raise ValueError("oracle encoder: encode_masks needs the view index (view=...)")
+        gt = self.ground_truth
+        H, W = int(masks.shape[-2]), int(masks.shape[-1])
+        cmap = torch.from_numpy(gt.view(int(view))["class_id"].astype(np.int64))  # [Hg, Wg]
+        if cmap.shape != (H, W):
+            rows = ((torch.arange(H) + 0.5) * cmap.shape[0] / H).long().clamp_(max=cmap.shape[0] - 1)
+            cols = ((torch.arange(W) + 0.5) * cmap.shape[1] / W).long().clamp_(max=cmap.shape[1] - 1)
+            cmap = cmap[rows][:, cols]
+        E = self.class_embeddings()  # [C + 1, D]
+        M = masks.shape[0]
+        if M == 0:
+            return torch.zeros(0, self.dim)
+        m = masks.reshape(M, -1).to(torch.bool).cpu()
+        onehot = F.one_hot(cmap.reshape(-1), num_classes=E.shape[0]).to(torch.float32)  # [H*W, C + 1]
+        counts = m.to(torch.float32) @ onehot  # [M, C + 1]
+        empty = counts.sum(1) == 0
+        counts[empty, 0] = 1.0
+        feats = F.normalize(counts @ E, dim=1)  # [M, D]
+        if self.noise > 0:
+            packed = np.packbits(m.numpy(), axis=1)
+            noise = torch.stack(
+                [
+                    torch.randn(
+                        self.dim,
+                        generator=torch.Generator().manual_seed(
+                            _seed_of("noise", self.seed, int(view), hashlib.sha256(packed[i].tobytes()).hexdigest())
+                        ),
+                    )
+                    for i in range(M)
+                ]
+            ) / np.sqrt(self.dim)
+            feats = F.normalize(feats + self.noise * noise, dim=1)
+        return feats
