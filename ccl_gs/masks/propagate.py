@@ -364,29 +364,30 @@ def propagate_tracks(
     frames: Sequence[np.ndarray],
     first_masks: np.ndarray,
     order: Sequence[int],
-) -> list[tuple[np.ndarray, np.ndarray]]:
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Track ``first_masks`` of view ``order[0]`` through all views in ``order``.
+
+    A generator, so a caller can write each view's tracks as they come
+    without holding all of them.
 
     Args:
         frames: ``V`` arrays ``[H_v, W_v, 3]`` uint8, indexed by view.
         first_masks: ``[K, H, W]`` bool masks of view ``order[0]``; they get ids 1..K.
         order: a permutation of the views (see :func:`order_views`).
-    Returns:
-        Per view (indexed by view, not by order): ``(track_masks [K_v, H_v, W_v] bool,
-        track_ids [K_v] int32)`` holding the tracks non-empty in that view.
+    Yields:
+        ``(view, track_masks [K_v, H_v, W_v] bool, track_ids [K_v] int32)`` for
+        every view, in video order, holding the tracks non-empty in that view.
     """
     V = len(frames)
     if sorted(order) != list(range(V)):
         raise ValueError("order must be a permutation of the views")
-    out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * V
-    for v in range(V):
-        h, w = frames[v].shape[:2]
-        out[v] = (np.zeros((0, h, w), dtype=bool), np.zeros(0, dtype=np.int32))
     if first_masks.shape[0] == 0:
-        return out  # type: ignore[return-value]
+        for v in order:
+            h, w = frames[v].shape[:2]
+            yield v, np.zeros((0, h, w), dtype=bool), np.zeros(0, dtype=np.int32)
+        return
     state = tracker.init_state([frames[v] for v in order])
     tracker.add_masks(state, 0, first_masks)
     for t, ids, masks in tracker.propagate(state):
         keep = masks.reshape(masks.shape[0], -1).any(1)
-        out[order[t]] = (np.ascontiguousarray(masks[keep]), ids[keep].astype(np.int32))
-    return out  # type: ignore[return-value]
+        yield order[t], np.ascontiguousarray(masks[keep]), ids[keep].astype(np.int32)

@@ -140,11 +140,11 @@ def test_propagate_tracks_indexes_by_view(tiny_tracker):
     frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
     first = np.zeros((1, 32, 32), bool)
     first[0, 8:24, 8:24] = True
-    out = propagate_tracks(tiny_tracker, frames, first, order=[1, 2, 0])
-    assert len(out) == 3
-    masks1, ids1 = out[1]  # the seed view
+    out = list(propagate_tracks(tiny_tracker, frames, first, order=[1, 2, 0]))
+    assert [v for v, _, _ in out] == [1, 2, 0]
+    _, masks1, ids1 = out[0]  # the seed view
     assert ids1.tolist() == [1] and (masks1[0] == first[0]).mean() > 0.95
-    for masks, ids in out:
+    for _, masks, ids in out:
         assert masks.shape[0] == ids.shape[0] and masks.shape[1:] == (32, 32) and ids.dtype == np.int32
-    empty = propagate_tracks(tiny_tracker, frames, first[:0], order=[0, 1, 2])
-    assert all(m.shape == (0, 32, 32) for m, _ in empty)
+    empty = list(propagate_tracks(tiny_tracker, frames, first[:0], order=[0, 1, 2]))
+    assert [v for v, _, _ in empty] == [0, 1, 2] and all(m.shape == (0, 32, 32) for _, m, _ in empty)
