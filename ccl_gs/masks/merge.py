@@ -222,7 +222,7 @@ def mask_regions(masks: Tensor) -> MaskRegions:
     Returns:
         :class:`MaskRegions` with ``U`` cells (``U >= 1``).
     """
-    flat = masks.reshape(masks.shape[0], -1)
+    flat = masks.reshape(masks.shape[0], int(np.prod(masks.shape[1:])))
     n, p = flat.shape
     device = flat.device
     labels = torch.zeros(p, dtype=torch.int64, device=device)
@@ -384,7 +384,7 @@ def two_level_masks(raw: RawMasks, cfg: MergeConfig | None = None, device: str |
     _check_raw(raw)
     m_all, h, w = raw.masks.shape
     dev = torch.device(device)
-    masks = torch.from_numpy(raw.masks).to(dev).reshape(m_all, -1)
+    masks = torch.from_numpy(raw.masks).to(dev).reshape(m_all, h * w)
     gran = torch.from_numpy(raw.granularity.astype(np.int64)).to(dev)
     scores = torch.from_numpy(raw.scores.astype(np.float32)).to(dev)
 
@@ -514,7 +514,7 @@ def two_level_masks_reference(raw: RawMasks, cfg: MergeConfig | None = None) -> 
     cfg = cfg or MergeConfig()
     _check_raw(raw)
     m_all, h, w = raw.masks.shape
-    areas_all = raw.masks.reshape(m_all, -1).sum(axis=1)
+    areas_all = raw.masks.reshape(m_all, h * w).sum(axis=1)
     cand = np.nonzero(areas_all >= cfg.min_area)[0]
     masks = raw.masks[cand]
     g = raw.granularity.astype(np.int64)[cand]
