@@ -36,6 +36,8 @@ Layout of a scene of the 3D-OVS release::
   (blank lines are ignored; a duplicate is an error).
 - The evaluated views are the folders under ``segmentations/`` (sorted here;
   the release takes ``os.listdir`` order, which does not change the means).
+  A folder name is the view's image index (``int("03") = 3``, the release's
+  ``self.idxes``); these views are also training views.
 - A mask is opened as PIL ``'L'``, resized with ``Image.NEAREST`` to the
   evaluation size when it differs, and a pixel belongs to the class only where
   the value is 255 (the release computes ``(img / 255.0).astype(np.int8)``).
@@ -227,6 +229,14 @@ def ovs3d_views(segmentations: str | Path) -> list[str]:
     return views
 
 
+def ovs3d_view_index(view: str) -> int:
+    """Image index of a 3D-OVS view folder name (``"03"`` -> 3), as the release reads it."""
+    try:
+        return int(view)
+    except ValueError:
+        raise LabelError(f"3D-OVS view folder {view!r} is not an image index") from None
+
+
 def read_ovs3d_view_masks(
     segmentations: str | Path,
     view: str,
@@ -286,6 +296,7 @@ __all__ = [
     "parse_frame",
     "polygon_area",
     "polygon_to_mask",
+    "ovs3d_view_index",
     "ovs3d_views",
     "read_ovs3d_classes",
     "read_ovs3d_view_masks",

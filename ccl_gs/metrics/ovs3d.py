@@ -259,8 +259,8 @@ class ViewResult:
 
     ious: dict[str, float | None]
     """Per class IoU (``None`` in the threshold protocol when the class's GT is empty)."""
-    miou: float
-    """Mean of :attr:`ious` (NaN-excluded in the threshold protocol)."""
+    miou: float | None
+    """Mean of :attr:`ious` (over classes with a ground truth in the threshold protocol; ``None`` if none has)."""
     accuracy: float | None
     """Pixel (subset) accuracy; ``None`` in the threshold protocol."""
 
@@ -329,7 +329,7 @@ def evaluate_scene(
             result.n_excluded_empty_gt += int(np.isnan(ious).sum())
             valid = ious[~np.isnan(ious)]
             per_class = {c: (None if math.isnan(v) else v) for c, v in zip(classes, ious.tolist())}
-            result.views[view] = ViewResult(per_class, float(valid.mean()) if valid.size else math.nan, None)
+            result.views[view] = ViewResult(per_class, float(valid.mean()) if valid.size else None, None)
         all_ious.append(ious)
     stacked = np.stack(all_ious)
     if protocol == "argmax":

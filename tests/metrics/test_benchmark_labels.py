@@ -141,3 +141,11 @@ def test_ovs3d_mask_errors(tmp_path):
     (seg / "classes.txt").write_text("apple\napple\n")
     with pytest.raises(LabelError, match="repeats"):
         read_ovs3d_classes(seg)
+
+
+def test_ovs3d_view_index():
+    from ccl_gs.metrics.labels import ovs3d_view_index
+
+    assert ovs3d_view_index("03") == 3
+    with pytest.raises(LabelError, match="not an image index"):
+        ovs3d_view_index("left")
