@@ -58,8 +58,9 @@ class SyntheticConfig:
     wall_height: float = field(default=2.6, metadata={"help": "Height of the walls."})
     supersample: int = field(default=2, metadata={"help": "Anti-aliasing: s x s rays per pixel for RGB (labels use the centre ray)."})
     shading: bool = field(default=True, metadata={"help": "Lambertian shading with a fixed light (off: flat albedo)."})
-    min_visible: int = field(
-        default=30, metadata={"help": "Re-draw the layout until every object covers this many pixels in some view."}
+    min_visible: float = field(
+        default=0.002,
+        metadata={"help": "Re-draw the layout until every object covers this fraction of the image in some view."},
     )
 
     @property
@@ -213,8 +214,11 @@ def _stuff(cfg: SyntheticConfig, rng: np.random.Generator) -> list[tuple[str, st
     return [("floor", "floor", [("floor", floor, floor_mat)]), ("wall", "wall", walls)]
 
 
-def _place(cfg: SyntheticConfig, rng: np.random.Generator) -> list[tuple[ObjectSpec, np.ndarray, np.ndarray]]:
-    """Draw classes and non-intersecting placements: ``(object, rotation [3, 3], translation [3])``."""
+def _place(cfg: SyntheticConfig, rng: np.random.Generator) -> list[tuple[ObjectSpec, np.ndarray, np.ndarray]] | None:
+    """Draw classes and non-intersecting placements: ``(object, rotation [3, 3], translation [3])``.
+
+    None when the drawn objects do not fit (the caller draws again).
+    """
     pool = sorted(cfg.classes or OBJECT_CLASSES)
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     counts: dict[str, int] = {}
@@ -236,10 +240,7 @@ def _place(cfg: SyntheticConfig, rng: np.random.Generator) -> list[tuple[ObjectS
             if all(np.hypot(x - cx, y - cy) >= r + cr + cfg.gap for cx, cy, cr in circles):
                 break
         else:
-            raise ValueError(
-                f"cannot place {n} objects without intersection inside --place-radius {cfg.place_radius}; "
-                "lower --max-objects or raise --place-radius"
-            )
+            return None
         circles.append((x, y, r))
         placed.append((obj, rotation_z(float(rng.uniform(0, 2 * np.pi))), np.array([x, y, 0.0])))
     return placed
@@ -293,12 +294,13 @@ def make_scene(cfg: SyntheticConfig) -> SyntheticScene:
     """Generate the scene of ``cfg`` (deterministic in ``cfg``).
 
     The layout is re-drawn (from the same random stream) until every object
-    covers at least ``cfg.min_visible`` pixels (scaled to a 64-pixel-wide
-    preview) in some view, so each object can be learned and queried.
+    covers at least the fraction ``cfg.min_visible`` of the image in some
+    view (checked on a preview at most 64 pixels wide), so each object can be
+    learned and queried.
 
     Raises:
         ValueError: impossible settings (see :meth:`SyntheticConfig.validate`),
-            or no layout with every object visible after 40 draws.
+            or no layout that fits with every object visible in 40 draws.
     """
     from ccl_gs.data.synthetic.render import render_labels
 
@@ -307,16 +309,22 @@ def make_scene(cfg: SyntheticConfig) -> SyntheticScene:
     stuff = _stuff(cfg, rng)
     preview = min(64, cfg.width)
     scale = preview / cfg.width
-    need = max(1, int(round(cfg.min_visible * scale * scale)))
     for _ in range(40):
-        scene = _assemble(cfg, _place(cfg, rng), stuff)
+        placed = _place(cfg, rng)
+        if placed is None:
+            continue
+        scene = _assemble(cfg, placed, stuff)
         K = scene.K.copy()
         K[:2] *= scale
         ph = max(1, int(round(cfg.image_height * scale)))
+        need = max(1, int(np.ceil(cfg.min_visible * preview * ph)))
         best = np.zeros(len(scene.instances) + 1, np.int64)
         for v in range(scene.n_views):
             inst = render_labels(scene, scene.viewmats[v], K, preview, ph)["instance"]
             best = np.maximum(best, np.bincount(inst.ravel(), minlength=len(best)))
         if all(best[i] >= need for i in scene.object_ids):
             return scene
-    raise ValueError(f"seed {cfg.seed}: no layout with every object visible; try another --seed or --path orbit")
+    raise ValueError(
+        f"seed {cfg.seed}: no layout in 40 draws that fits inside --place-radius {cfg.place_radius} with every object "
+        "visible; change --seed, lower --max-objects or raise --place-radius"
+    )

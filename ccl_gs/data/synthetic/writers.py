@@ -47,7 +47,8 @@ class OutputConfig:
     layout: Literal["3dovs", "lerf", "both"] = field(default="both", metadata={"help": "Benchmark layout(s) to write."})
     name: str | None = field(default=None, metadata={"help": "Scene folder name; None = 'synthetic_s<seed>'."})
     eval_views: int = field(
-        default=4, metadata={"help": "Views with benchmark labels (3D-OVS segmentations, LERF-OVS polygons), evenly spaced."}
+        default=4,
+        metadata={"help": "Views with benchmark labels (3D-OVS segmentations, LERF-OVS polygons), evenly spaced; at most --views."},
     )
     points: int = field(default=4000, metadata={"help": "Sparse points sampled from the surfaces (COLMAP / PLY point cloud)."})
     lerf_image_format: Literal["jpg", "png"] = field(default="jpg", metadata={"help": "Image format of the LERF layout."})
@@ -55,8 +56,8 @@ class OutputConfig:
     simulate: bool = field(default=True, metadata={"help": "Also write simulated 2D masks and tracks (see --sim.* options)."})
 
     def validate(self, n_views: int) -> None:
-        if not 0 <= self.eval_views <= n_views:
-            raise ValueError(f"--eval-views must be in 0..{n_views} (--views), got {self.eval_views}")
+        if self.eval_views < 0:
+            raise ValueError(f"--eval-views must be >= 0, got {self.eval_views}")
         if self.points < 0:
             raise ValueError(f"--points must be >= 0, got {self.points}")
         if not 1 <= self.jpeg_quality <= 100:
@@ -66,7 +67,8 @@ class OutputConfig:
 
 
 def eval_view_indices(n_views: int, count: int) -> list[int]:
-    """``count`` evenly spaced view indices out of ``n_views``."""
+    """``min(count, n_views)`` evenly spaced view indices out of ``n_views``."""
+    count = min(count, n_views)
     if count <= 0:
         return []
     return sorted({min(n_views - 1, int((i + 0.5) * n_views / count)) for i in range(count)})
