@@ -11,6 +11,7 @@ Conventions (the same as gsplat / COLMAP / OpenCV):
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -210,7 +211,12 @@ def load_scene(root: str | Path, format: str = "auto", **options) -> Scene:
     name = detect_format(root) if format == "auto" else format
     if name not in READERS:
         raise SceneError(f"unknown scene format '{name}' (known: {sorted(READERS)})")
-    return READERS[name](root, **options)
+    reader = READERS[name]
+    accepted = [p for p in inspect.signature(reader).parameters if p != "root"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise SceneError(f"{root}: the '{name}' reader has no option {', '.join(unknown)} (options: {', '.join(accepted)})")
+    return reader(root, **options)
 
 
 def _import_readers() -> None:

@@ -209,10 +209,11 @@ def _read_vertex(path: Path) -> np.ndarray:
         raise PlyError(f"missing PLY file: {path}")
     try:
         with open(path, "rb") as f:
-            ply = PlyData.read(f, mmap=False)
-        if "vertex" not in ply:
-            raise PlyError(f"PLY file {path} has no 'vertex' element")
-        data = ply["vertex"].data
+            # Memory-mapped read (the row-by-row fallback is ~100x slower), copied out before closing.
+            ply = PlyData.read(f, mmap="c")
+            if "vertex" not in ply:
+                raise PlyError(f"PLY file {path} has no 'vertex' element")
+            data = np.array(ply["vertex"].data)
     except PlyError:
         raise
     except Exception as e:  # plyfile raises PlyParseError, ValueError, struct/numpy errors on corrupt input

@@ -311,3 +311,12 @@ def test_blender_errors_name_file(tmp_path):
     (tmp_path / "transforms_test.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": []}))
     with pytest.raises(SceneError, match=r"missing image.*r_0\.png"):
         load_scene(tmp_path)
+
+
+def test_unknown_reader_option_is_a_scene_error(tmp_path):
+    scene = make_scene(tmp_path)
+    write_colmap_binary(tmp_path / "sparse" / "0", scene)
+    with pytest.raises(SceneError, match="'colmap' reader has no option colour_space"):
+        load_scene(tmp_path, colour_space="srgb")
+    with pytest.raises(SceneError, match="unknown scene format 'ply'"):
+        load_scene(tmp_path, format="ply")
