@@ -320,3 +320,17 @@ def test_unknown_reader_option_is_a_scene_error(tmp_path):
         load_scene(tmp_path, colour_space="srgb")
     with pytest.raises(SceneError, match="unknown scene format 'ply'"):
         load_scene(tmp_path, format="ply")
+
+
+def test_inspect_cli(tmp_path, capsys):
+    from ccl_gs.data.readers.__main__ import main
+
+    scene = make_scene(tmp_path / "s")
+    write_colmap_binary(tmp_path / "s" / "sparse" / "0", scene)
+    assert main([str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "(colmap)" in out and "views       5: train 4, test 1" in out and "points      20" in out
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "empty" in err
