@@ -1,0 +1,505 @@
+"""Training the contrastive codebook and writing its artifact (stage 2).
+
+Codebooks. With ``shared_codebook = False`` (default) each level (sp, wp)
+gets its own N prototypes, trained on the masks of that level only: the two
+levels are separate supervision targets downstream (one index map and one
+N-way decoder per level, as LangSplat trains one field per level). With
+``shared_codebook = True`` one codebook is trained on the masks of both
+levels and pairs may join masks of different levels (a track label names
+one object whatever level its mask came from). Either way the artifact
+stores ``prototypes`` as ``[2, N, D]`` (level ``l`` -> codebook of level
+``l``; the two slices are equal when shared), so consumers never branch.
+
+One step, for each codebook (the codebooks are disjoint rows of one
+parameter, so stepping them together with one Adam equals separate runs):
+
+1. ``batch_size`` masks of the pool, drawn without replacement, for ``L_max``;
+2. ``pairs_within`` pairs of labeled masks from one view and ``pairs_across``
+   from two different views, each half same-label / half different-label
+   (:class:`~ccl_gs.codebook.pairs.PairSampler`), for ``L_pull`` / ``L_push``;
+3. ``L = w_max L_max + w_pull L_pull + w_push L_push``
+   (:func:`~ccl_gs.codebook.losses.codebook_loss`); Adam step.
+
+Every ``reseed_every`` steps all masks are assigned, the prototypes chosen
+by no mask ("dead") are counted and logged and, until
+``reseed_until * iterations``, moved onto the worst-represented features
+(:func:`~ccl_gs.codebook.init.worst_represented`) with their Adam moments
+reset. Counts are kept in the manifest (``extra["usage_log"]``).
+
+Artifact folder (``out_dir``):
+
+* ``codebook.npz``: ``prototypes`` float32 ``[2, N, D]`` unit norm,
+  ``usage`` int64 ``[2, N]`` (masks of the level choosing each prototype);
+* ``<stem>.npz`` per image: ``proto_maps`` int32 ``[2, H, W]`` (per pixel the
+  prototype of the mask covering it, ``-1`` = no mask) and
+  ``mask_prototypes`` int32 ``[M]`` (per mask row, the prototype it chose in
+  its level's codebook);
+* ``manifest.json`` (kind ``"codebook"``): config, the input fingerprint
+  (preprocess manifest fingerprint + a hash per input file), encoder name and
+  dim, counts and final losses. Written last: a folder with a manifest is
+  complete.
+* ``checkpoint.pt`` while training (prototypes, Adam state, step, RNG state,
+  log), removed when the artifact is complete. A killed run resumes from it
+  and ends with the same result as an uninterrupted run (CPU, same seed).
+
+A re-run whose config and inputs match the manifest is skipped; a changed
+config or changed input files are detected by the fingerprint and redone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ccl_gs.codebook.config import CodebookConfig
+from ccl_gs.codebook.data import N_LEVELS, MaskSet, PreprocessedInput, load_preprocessed, read_image_npz
+from ccl_gs.codebook.init import init_prototypes, worst_represented
+from ccl_gs.codebook.losses import assign, codebook_loss, normalize
+from ccl_gs.codebook.pairs import PairSampler
+from ccl_gs.codebook.quality import cross_view_consistency
+from ccl_gs.config import from_dict, to_dict
+from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, load_npz, save_npz_atomic
+from ccl_gs.masks.types import LEVELS
+
+log = logging.getLogger(__name__)
+
+KIND = "codebook"
+FORMAT_VERSION = 1
+CODEBOOK_FILE = "codebook.npz"
+CHECKPOINT_FILE = "checkpoint.pt"
+_LOSS_KEYS = ("loss", "l_max", "l_pull", "l_push")
+_FINAL_WINDOW = 50
+"""Final losses in the manifest are means over this many last steps."""
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class CodebookResult:
+    """A trained codebook (fresh, resumed or loaded from a complete artifact)."""
+
+    out_dir: Path
+    prototypes: Tensor
+    """``[2, N, D]`` float32 unit norm; level ``l`` uses ``prototypes[l]``."""
+    usage: Tensor
+    """``[2, N]`` int64 masks of level ``l`` choosing each prototype."""
+    manifest: Manifest
+    skipped: bool = False
+    """True when an up-to-date artifact was found and nothing was trained."""
+
+    @property
+    def n_used(self) -> list[int]:
+        """Prototypes chosen by at least one mask, per level."""
+        return [int((u > 0).sum()) for u in self.usage]
+
+    @property
+    def final_losses(self) -> dict[str, float]:
+        return dict(self.manifest.extra.get("final_losses", {}))
+
+    @property
+    def config(self) -> CodebookConfig:
+        return from_dict(CodebookConfig, self.manifest.config)
+
+
+def _pools(masks: MaskSet, shared: bool) -> list[Tensor]:
+    """Row indices ``[M_c]`` of the masks trained by each codebook."""
+    if shared:
+        return [torch.arange(masks.features.shape[0])]
+    return [torch.nonzero(masks.levels == lvl).flatten() for lvl in range(N_LEVELS)]
+
+
+def _codebook_of_level(shared: bool) -> list[int]:
+    return [0] * N_LEVELS if shared else list(range(N_LEVELS))
+
+
+class CodebookTrainer:
+    """The training state of one codebook run and its step function.
+
+    The trainer owns the prototypes ``[C, N, D]`` (``C`` = 1 shared or 2 per
+    level), one Adam optimizer, the sampling generator and the usage log;
+    :meth:`state_dict` / :meth:`load_state_dict` are the checkpoint.
+    """
+
+    def __init__(self, masks: MaskSet, cfg: CodebookConfig, device: torch.device | str | None = None):
+        self.cfg = cfg
+        self.device = torch.device(device) if device is not None else default_device()
+        self.masks = masks
+        self.features = masks.features.to(self.device)  # [M, D]
+        self.pools = _pools(masks, cfg.shared_codebook)
+        self.samplers = [PairSampler(masks.views[p], masks.labels[p]) for p in self.pools]
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        protos = []
+        for c, pool in enumerate(self.pools):
+            if pool.numel() == 0:
+                log.warning("codebook %d has no masks to train on; its prototypes stay random", c)
+                protos.append(init_prototypes(self.features[:1], cfg.n_prototypes, "random", self.generator))
+            else:
+                f = self.features[pool.to(self.device)]
+                protos.append(init_prototypes(f, cfg.n_prototypes, cfg.init, self.generator))
+        self.prototypes = torch.nn.Parameter(torch.stack(protos).float())  # [C, N, D]
+        self.optimizer = torch.optim.Adam([self.prototypes], lr=cfg.lr)
+        self.step = 0
+        self.loss_log: list[dict[str, float]] = []
+        """Per step: the losses averaged over codebooks (last :data:`_FINAL_WINDOW` kept)."""
+        self.usage_log: list[dict] = []
+        """Per usage count: ``{"step", "used": [C], "dead": [C], "reseeded": [C]}``."""
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "prototypes": self.prototypes.detach().cpu().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.generator.get_state(),
+            "loss_log": list(self.loss_log),
+            "usage_log": list(self.usage_log),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.prototypes.copy_(state["prototypes"].to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["rng"])
+        self.step = int(state["step"])
+        self.loss_log = list(state["loss_log"])
+        self.usage_log = list(state["usage_log"])
+
+    # ------------------------------------------------------------------ step
+    def _sample_pairs(self, c: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Pool-local indices of positive and negative pairs: ``(pa, pb, na, nb)``, each ``[P]``."""
+        s, g, cfg = self.samplers[c], self.generator, self.cfg
+        pos, neg = [], []
+        for n, same_view in ((cfg.pairs_within, True), (cfg.pairs_across, False)):
+            pos.append(s.sample(n - n // 2, positive=True, same_view=same_view, generator=g))
+            neg.append(s.sample(n // 2, positive=False, same_view=same_view, generator=g))
+        pa, pb = (torch.cat([p[i] for p in pos]) for i in (0, 1))
+        na, nb = (torch.cat([p[i] for p in neg]) for i in (0, 1))
+        return pa, pb, na, nb
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over all codebooks; returns the losses averaged over codebooks."""
+        cfg = self.cfg
+        self.optimizer.zero_grad(set_to_none=True)
+        total = self.prototypes.sum() * 0.0
+        sums = dict.fromkeys(_LOSS_KEYS, 0.0)
+        n_active = 0
+        for c, pool in enumerate(self.pools):
+            M = pool.numel()
+            if M == 0:
+                continue
+            B = M if cfg.batch_size <= 0 or cfg.batch_size >= M else cfg.batch_size
+            batch = pool if B == M else pool[torch.randperm(M, generator=self.generator)[:B]]
+            pa, pb, na, nb = (pool[i] for i in self._sample_pairs(c))
+            f = self.features
+            dev = self.device
+            terms = codebook_loss(
+                self.prototypes[c],
+                f[batch.to(dev)],
+                f[pa.to(dev)],
+                f[pb.to(dev)],
+                f[na.to(dev)],
+                f[nb.to(dev)],
+                margin=cfg.margin,
+                w_max=cfg.w_max,
+                w_pull=cfg.w_pull,
+                w_push=cfg.w_push,
+            )
+            total = total + terms.total
+            for k, v in terms.as_floats().items():
+                sums[k] += v
+            n_active += 1
+        total.backward()
+        self.optimizer.step()
+        self.step += 1
+        out = {k: v / max(n_active, 1) for k, v in sums.items()}
+        self.loss_log = (self.loss_log + [out])[-_FINAL_WINDOW:]
+        return out
+
+    # ----------------------------------------------------------- dead protos
+    @torch.no_grad()
+    def usage(self) -> tuple[Tensor, list[Tensor]]:
+        """Assign every mask of every pool.
+
+        Returns:
+            ``(counts [C, N] int64, best_cos)`` with ``best_cos[c]`` ``[M_c]``
+            the cosine of each pool mask to its chosen prototype.
+        """
+        C, N, _ = self.prototypes.shape
+        counts = torch.zeros(C, N, dtype=torch.long)
+        best = []
+        for c, pool in enumerate(self.pools):
+            j, cos = assign(self.features[pool.to(self.device)], self.prototypes[c])
+            counts[c] = torch.bincount(j.cpu(), minlength=N)
+            best.append(cos)
+        return counts, best
+
+    @torch.no_grad()
+    def count_and_reseed(self, reseed: bool) -> dict:
+        """Count dead prototypes and (if ``reseed``) move them onto the worst-represented features."""
+        counts, best = self.usage()
+        dead = [torch.nonzero(cnt == 0).flatten() for cnt in counts]
+        reseeded = [0] * len(dead)
+        if reseed:
+            state = self.optimizer.state.get(self.prototypes, {})
+            for c, d in enumerate(dead):
+                pool = self.pools[c]
+                if d.numel() == 0 or pool.numel() == 0:
+                    continue
+                seeds = worst_represented(self.features[pool.to(self.device)], best[c], d.numel())
+                rows = d[: seeds.shape[0]].to(self.device)
+                self.prototypes.data[c, rows] = seeds.to(self.prototypes.dtype)
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key in state:
+                        state[key][c, rows] = 0.0
+                reseeded[c] = int(rows.numel())
+        entry = {
+            "step": self.step,
+            "used": [int((cnt > 0).sum()) for cnt in counts],
+            "dead": [int(d.numel()) for d in dead],
+            "reseeded": reseeded,
+        }
+        self.usage_log.append(entry)
+        log.info("step %d: used %s, dead %s, re-seeded %s", self.step, entry["used"], entry["dead"], reseeded)
+        return entry
+
+    def final_prototypes(self) -> Tensor:
+        """``[2, N, D]`` unit-norm prototypes, one slice per level."""
+        p = normalize(self.prototypes.detach()).cpu()
+        return p[_codebook_of_level(self.cfg.shared_codebook)].contiguous()
+
+
+# ---------------------------------------------------------------------- API
+def _expected_manifest(inp: PreprocessedInput, cfg: CodebookConfig) -> Manifest:
+    return Manifest(
+        kind=KIND,
+        format_version=FORMAT_VERSION,
+        config=to_dict(cfg),
+        inputs=inp.fingerprint(),
+    )
+
+
+def _complete(out_dir: Path, manifest: Manifest) -> bool:
+    files = [CODEBOOK_FILE] + [f"{s}.npz" for s in manifest.extra.get("images", [])]
+    return all((out_dir / f).is_file() for f in files)
+
+
+def _load_result(out_dir: Path, manifest: Manifest, skipped: bool) -> CodebookResult:
+    z = load_npz(out_dir / CODEBOOK_FILE, ("prototypes", "usage"))
+    return CodebookResult(
+        out_dir=out_dir,
+        prototypes=torch.from_numpy(z["prototypes"]),
+        usage=torch.from_numpy(z["usage"]),
+        manifest=manifest,
+        skipped=skipped,
+    )
+
+
+def load_codebook(folder: str | Path, preprocessed: str | Path | PreprocessedInput | None = None) -> CodebookResult:
+    """Load a complete codebook artifact.
+
+    Args:
+        folder: the codebook artifact folder.
+        preprocessed: when given, the preprocess artifact it must have been
+            made from; a changed input raises instead of returning stale data.
+    Raises:
+        ArtifactError: missing/corrupt/incomplete artifact, or stale w.r.t. ``preprocessed``.
+    """
+    folder = Path(folder)
+    manifest = Manifest.load(folder, kind=KIND)
+    if manifest.format_version != FORMAT_VERSION:
+        raise ArtifactError(f"{folder}: codebook format {manifest.format_version}, this version reads {FORMAT_VERSION}")
+    if not _complete(folder, manifest):
+        raise ArtifactError(f"{folder}: codebook artifact is incomplete (missing {CODEBOOK_FILE} or image files)")
+    if preprocessed is not None:
+        inp = preprocessed if isinstance(preprocessed, PreprocessedInput) else load_preprocessed(preprocessed)
+        if manifest.inputs != inp.fingerprint():
+            raise ArtifactError(
+                f"codebook {folder} is stale: preprocess artifact {inp.folder} changed since it was made; "
+                "re-run `python -m ccl_gs.codebook`"
+            )
+    return _load_result(folder, manifest, skipped=True)
+
+
+def _save_checkpoint(path: Path, trainer: CodebookTrainer, fingerprint: str) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"fingerprint": fingerprint, **trainer.state_dict()}, tmp)
+
+
+def _try_resume(path: Path, trainer: CodebookTrainer, fingerprint: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file: start over
+        log.warning("ignoring unreadable checkpoint %s: %s", path, e)
+        return False
+    if state.get("fingerprint") != fingerprint:
+        log.info("checkpoint %s belongs to another config/input; starting over", path)
+        return False
+    trainer.load_state_dict(state)
+    log.info("resuming codebook training from step %d (%s)", trainer.step, path)
+    return True
+
+
+def _write_images(
+    inp: PreprocessedInput, out_dir: Path, prototypes: Tensor, device: torch.device  # [2, N, D]
+) -> tuple[dict[str, list], np.ndarray]:
+    """Write ``<stem>.npz`` per image; returns the maps' pixel coverage stats and all mask choices ``[M]``."""
+    masks = inp.masks
+    f = masks.features.to(device)
+    choice = torch.stack([assign(f, prototypes[lvl].to(device))[0].cpu() for lvl in range(N_LEVELS)])  # [2, M]
+    own = choice.gather(0, masks.levels.view(1, -1)).squeeze(0)  # [M] choice in the mask's own level
+    covered = [0, 0]
+    n_pix = 0
+    for v, stem in enumerate(masks.stems):
+        lo, hi = masks.offsets[v], masks.offsets[v + 1]
+        im = read_image_npz(inp.folder / f"{stem}.npz", inp.dim)["index_maps"].astype(np.int64)  # [2, H, W]
+        pm = np.full(im.shape, -1, dtype=np.int32)
+        for lvl in range(N_LEVELS):
+            rows = im[lvl]
+            hit = rows >= 0
+            pm[lvl][hit] = choice[lvl, lo:hi].numpy()[rows[hit]]
+            covered[lvl] += int(hit.sum())
+        n_pix += im.shape[1] * im.shape[2]
+        save_npz_atomic(out_dir / f"{stem}.npz", proto_maps=pm, mask_prototypes=own[lo:hi].numpy().astype(np.int32))
+    return {"pixel_coverage": [c / max(n_pix, 1) for c in covered]}, own.numpy()
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no NaN: undefined measures are written as null."""
+    return x if math.isfinite(x) else None
+
+
+def train_codebook(
+    inputs: str | Path | PreprocessedInput,
+    cfg: CodebookConfig,
+    out_dir: str | Path,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> CodebookResult:
+    """Train the contrastive codebook on a preprocess artifact and write the codebook artifact.
+
+    Args:
+        inputs: the preprocess artifact folder (or an already loaded one).
+        cfg: the codebook config (see :data:`~ccl_gs.codebook.config.CODEBOOK_VARIANTS`).
+        out_dir: the artifact folder to write (created).
+        device: torch device; default CUDA when available, else CPU.
+        progress: show a tqdm bar with the losses and used prototypes.
+        on_step: called as ``on_step(step, losses)`` after every optimizer
+            step and any checkpoint of that step (progress hooks, tests).
+    Returns:
+        :class:`CodebookResult`; ``skipped`` when an up-to-date artifact
+        already existed.
+    Raises:
+        ArtifactError: unreadable inputs (the message names the file).
+    """
+    out_dir = Path(out_dir)
+    inp = inputs if isinstance(inputs, PreprocessedInput) else load_preprocessed(inputs)
+    expected = _expected_manifest(inp, cfg)
+    fingerprint = expected.fingerprint()
+    manifest_path = out_dir / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            old = Manifest.load(out_dir, kind=KIND)
+        except ArtifactError as e:
+            raise ArtifactError(f"{e}; refusing to overwrite {out_dir} (--out)") from e
+        if old.fingerprint() == fingerprint and _complete(out_dir, old):
+            log.info("codebook %s is up to date; skipping", out_dir)
+            return _load_result(out_dir, old, skipped=True)
+        why = "config changed" if old.config != expected.config else "inputs changed"
+        log.info("codebook %s is stale (%s); recomputing", out_dir, why)
+        manifest_path.unlink()  # the folder is incomplete until the new manifest lands
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    dev = torch.device(device) if device is not None else default_device()
+    trainer = CodebookTrainer(inp.masks, cfg, dev)
+    ckpt = out_dir / CHECKPOINT_FILE
+    _try_resume(ckpt, trainer, fingerprint)
+    reseed_stop = math.floor(cfg.reseed_until * cfg.iterations)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.iterations, initial=trainer.step, desc="codebook", dynamic_ncols=True)
+    used = trainer.usage_log[-1]["used"] if trainer.usage_log else None
+    try:
+        while trainer.step < cfg.iterations:
+            losses = trainer.train_step()
+            s = trainer.step
+            if cfg.reseed_every and s % cfg.reseed_every == 0:
+                used = trainer.count_and_reseed(reseed=s <= reseed_stop and s < cfg.iterations)["used"]
+            if cfg.checkpoint_every and s % cfg.checkpoint_every == 0 and s < cfg.iterations:
+                _save_checkpoint(ckpt, trainer, fingerprint)
+            if bar is not None:
+                bar.update(1)
+                if s % 10 == 0 or s == cfg.iterations:
+                    post = {k: f"{losses[k]:.4f}" for k in ("l_max", "l_pull", "l_push")}
+                    if used is not None:
+                        post["used"] = "/".join(str(u) for u in used)
+                    bar.set_postfix(post, refresh=False)
+            if on_step is not None:
+                on_step(s, losses)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    prototypes = trainer.final_prototypes()  # [2, N, D]
+    coverage, own = _write_images(inp, out_dir, prototypes, dev)
+    levels = inp.masks.levels.numpy()
+    usage = np.stack(
+        [np.bincount(own[levels == lvl], minlength=cfg.n_prototypes) for lvl in range(N_LEVELS)]
+    ).astype(np.int64)  # [2, N]
+    save_npz_atomic(out_dir / CODEBOOK_FILE, prototypes=prototypes.numpy().astype(np.float32), usage=usage)
+
+    _, best = trainer.usage()
+    window = trainer.loss_log
+    final = {k: float(np.mean([w[k] for w in window])) if window else float("nan") for k in _LOSS_KEYS}
+    final["l_max_all_masks"] = float(np.mean([float((1.0 - b).mean()) for b in best if b.numel()]))
+    final = {k: _finite_or_none(v) for k, v in final.items()}
+    labels, views = inp.masks.labels.numpy(), inp.masks.views.numpy()
+    consistency = {
+        LEVELS[lvl]: _finite_or_none(cross_view_consistency(own[levels == lvl], labels[levels == lvl], views[levels == lvl]))
+        for lvl in range(N_LEVELS)
+    }
+    manifest = dataclasses.replace(
+        expected,
+        extra={
+            "encoder": inp.encoder,
+            "dim": inp.dim,
+            "n_prototypes": cfg.n_prototypes,
+            "levels": list(LEVELS),
+            "shared_codebook": cfg.shared_codebook,
+            "images": list(inp.masks.stems),
+            "preprocessed": str(inp.folder),
+            "n_masks": [int((levels == lvl).sum()) for lvl in range(N_LEVELS)],
+            "n_labeled_masks": [int(((levels == lvl) & (labels >= 0)).sum()) for lvl in range(N_LEVELS)],
+            "used_prototypes": [int((u > 0).sum()) for u in usage],
+            "final_losses": final,
+            "cross_view_consistency": consistency,
+            "usage_log": trainer.usage_log,
+            "steps": trainer.step,
+            **coverage,
+        },
+    )
+    manifest.save(out_dir)
+    if ckpt.is_file():
+        ckpt.unlink()
+    return CodebookResult(
+        out_dir=out_dir,
+        prototypes=prototypes,
+        usage=torch.from_numpy(usage),
+        manifest=manifest,
+        skipped=False,
+    )
