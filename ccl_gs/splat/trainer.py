@@ -192,7 +192,7 @@ class Trainer:
         self.step_count += 1
         with torch.no_grad():
             p = psnr(colors.detach(), target)
-        return {"loss": float(loss), "psnr": p, "n": self.n_gaussians}
+        return {"loss": float(loss.detach()), "psnr": p, "n": self.n_gaussians}
 
     @torch.no_grad()
     def evaluate(self, test_set, render_dir: Path | None = None) -> dict[str, float]:
