@@ -9,7 +9,6 @@ of one run each on whatever machine runs this (best of ``--repeat``).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path

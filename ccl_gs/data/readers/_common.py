@@ -70,18 +70,6 @@ def as_matrix(value: Any, shape: tuple[int, ...], path: Path, what: str) -> np.n
     return arr
 
 
-def invert_poses(c2w: np.ndarray) -> np.ndarray:
-    """Rigid inverse of ``[V, 4, 4]`` camera-to-world (or any rigid) matrices."""
-    R = c2w[:, :3, :3]
-    t = c2w[:, :3, 3:]
-    out = np.zeros_like(c2w)
-    Rt = np.swapaxes(R, 1, 2)
-    out[:, :3, :3] = Rt
-    out[:, :3, 3:] = -Rt @ t
-    out[:, 3, 3] = 1.0
-    return out
-
-
 def check_finite_poses(poses: np.ndarray, path: Path, names: list[str]) -> None:
     """Raise a SceneError naming ``path`` and the first view whose pose is not finite."""
     ok = np.isfinite(poses.reshape(len(poses), -1)).all(1)
