@@ -161,7 +161,7 @@ def write_gaussians_ply(
         s = _np(shN).astype(np.float32)
         if s.ndim != 3 or s.shape[0] != N or s.shape[2] != 3:
             raise ValueError(f"shN: expected shape [{N}, K, 3], got {tuple(s.shape)}")
-        rest = s.transpose(0, 2, 1).reshape(N, -1)  # [N, 3 * K], channel-major
+        rest = s.transpose(0, 2, 1).reshape(N, 3 * s.shape[1])  # [N, 3 * K], channel-major
     nrm = np.zeros((N, 3), np.float32) if normals is None else take("normals", normals, (3,))
 
     columns: list[tuple[str, np.ndarray, str]] = []

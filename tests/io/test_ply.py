@@ -129,3 +129,10 @@ def test_points_round_trip(tmp_path):
     np.testing.assert_array_equal(c, cols)
     write_points_ply(tmp_path / "q.ply", pts)
     assert read_points_ply(tmp_path / "q.ply")[1] is None
+
+
+def test_empty_gaussian_set(tmp_path):
+    z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+    write_gaussians_ply(tmp_path / "e.ply", z(0, 3), z(0, 4), z(0, 3), z(0), z(0, 1, 3), z(0, 3, 3), extra={"f": z(0, 2)})
+    g = read_gaussians_ply(tmp_path / "e.ply")
+    assert len(g) == 0 and g.shN.shape == (0, 3, 3) and g.extra["f"].shape == (0, 2)
