@@ -334,3 +334,15 @@ def test_inspect_cli(tmp_path, capsys):
     assert main([str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "empty" in err
+
+
+def test_nerfstudio_camera_angle_x_fallback(tmp_path):
+    scene = make_scene(tmp_path, n_views=2, with_points=False, distorted=False)
+    write_transforms_json(tmp_path / "transforms.json", scene)
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    for k in ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_model"):
+        meta.pop(k)
+    meta["camera_angle_x"] = 2 * np.arctan(0.5 * W / 20.0)
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    cam = load_scene(tmp_path).cameras[0]
+    assert cam.fx == pytest.approx(20.0) and cam.fy == pytest.approx(20.0) and (cam.cx, cam.cy) == (W / 2, H / 2)

@@ -1,7 +1,7 @@
 """nerfstudio captures (``transforms.json``, the format of LERF's scenes): reader and writer.
 
 ``transforms.json`` holds intrinsics globally or per frame (``fl_x fl_y cx cy
-w h``, ``camera_model`` ``OPENCV`` with ``k1 k2 p1 p2`` or ``PINHOLE``) and a
+w h``, or instant-ngp's ``camera_angle_x``; ``camera_model`` ``OPENCV`` with ``k1 k2 p1 p2`` or ``PINHOLE``) and a
 list of ``frames`` with ``file_path`` and ``transform_matrix``, a
 camera-to-world matrix in the OpenGL convention (camera looks along -z, y
 up); flipping its y and z columns gives OpenCV axes.
@@ -19,6 +19,7 @@ is view 40 of a capture numbered from 1. ``train_filenames`` /
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,10 @@ def _camera(meta: dict, frame: dict, image_wh: tuple[int, int], path: Path) -> C
     w, h = image_wh
     W = int(_number(d, "w", path, w))
     H = int(_number(d, "h", path, h))
-    fx = _number(d, "fl_x", path)
+    if "fl_x" not in d and "camera_angle_x" in meta:  # instant-ngp style: horizontal field of view
+        fx = 0.5 * W / math.tan(0.5 * _number(meta, "camera_angle_x", path))
+    else:
+        fx = _number(d, "fl_x", path)
     fy = _number(d, "fl_y", path, fx)
     cx = _number(d, "cx", path, W / 2.0)
     cy = _number(d, "cy", path, H / 2.0)
