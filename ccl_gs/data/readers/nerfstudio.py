@@ -1,8 +1,8 @@
 """nerfstudio captures (``transforms.json``, the format of LERF's scenes): reader and writer.
 
 ``transforms.json`` holds intrinsics globally or per frame (``fl_x fl_y cx cy
-w h``, or instant-ngp's ``camera_angle_x``; ``camera_model`` ``OPENCV`` with ``k1 k2 p1 p2`` or ``PINHOLE``) and a
-list of ``frames`` with ``file_path`` and ``transform_matrix``, a
+w h``, or instant-ngp's ``camera_angle_x``; ``camera_model`` ``OPENCV`` with
+``k1 k2 p1 p2`` or ``PINHOLE``) and a list of ``frames`` with ``file_path`` and ``transform_matrix``, a
 camera-to-world matrix in the OpenGL convention (camera looks along -z, y
 up); flipping its y and z columns gives OpenCV axes.
 
