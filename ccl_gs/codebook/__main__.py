@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -49,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     state = "up to date, skipped" if res.skipped else "written"
     print(
         f"codebook {state}: {res.out_dir}  used prototypes {ex.get('used_prototypes')}/{ex.get('n_prototypes')}  "
-        f"final losses {{{', '.join(f'{k}: {v:.4f}' for k, v in ex.get('final_losses', {}).items())}}}"
+        f"final losses {{{', '.join(f'{k}: {_fmt(v)}' for k, v in ex.get('final_losses', {}).items())}}}"
     )
     return 0
 
