@@ -77,6 +77,7 @@ import torch
 from ccl_gs.config import to_dict
 from ccl_gs.data.scene import Scene, load_image, load_scene
 from ccl_gs.encoders.base import ENCODERS, ImageTextEncoder, encoder_spec
+from ccl_gs.encoders.oracle import OracleConfig
 from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, resolve_pretrained
 from ccl_gs.io.artifacts import ArtifactError, Manifest, file_hash, load_npz, save_npz_atomic
 from ccl_gs.masks.merge import MergeConfig, two_level_masks
@@ -135,6 +136,7 @@ class PreprocessConfig:
     sam: SamConfig = field(default_factory=SamConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     sam2: Sam2Config = field(default_factory=Sam2Config)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
 
 
 @dataclass
@@ -365,7 +367,10 @@ def video_order(ctx: Context) -> list[int]:
 
 ENCODER_OPTIONS: dict[str, Callable[[Context], dict]] = {
     "open_clip": lambda ctx: {"model_name": ctx.cfg.clip_model, "pretrained": ctx.cfg.clip_pretrained},
-    "oracle": lambda ctx: {"scene_root": str(ctx.scene.root)},
+    "oracle": lambda ctx: {
+        **to_dict(ctx.cfg.oracle),
+        "scene_root": str(ctx.cfg.oracle.scene_root or ctx.scene.root),
+    },
 }
 """Per encoder kind, the JSON options that rebuild it (recorded in the manifest's encoder spec)."""
 
@@ -454,6 +459,7 @@ def _comparable_config(cfg: PreprocessConfig) -> dict:
     d = to_dict(cfg)
     d["sam"].pop("checkpoint", None)
     d["sam2"].pop("checkpoint", None)
+    d["oracle"].pop("scene_root", None)
     return d
 
 
