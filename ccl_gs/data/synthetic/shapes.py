@@ -40,6 +40,11 @@ def rotation_y(angle: float) -> np.ndarray:
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
+def _mul(x: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """``x @ M`` for ``x`` ``[N, 3]`` and ``M`` ``[3, 3]`` (column sums: much faster than matmul for tall x)."""
+    return x[:, 0:1] * M[0] + x[:, 1:2] * M[1] + x[:, 2:3] * M[2]
+
+
 def _smallest_positive_root(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both roots of ``a t^2 + b t + c = 0`` per ray (``inf`` where there is none).
 
@@ -85,11 +90,11 @@ class Primitive(abc.ABC):
     def to_local(self, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World rays ``[N, 3]``, ``[N, 3]`` -> local rays (same ``t``)."""
         R = self.rotation
-        return (origins - self.translation) @ R, dirs @ R
+        return _mul(origins - self.translation, R), _mul(dirs, R)
 
     def point_to_local(self, points: np.ndarray) -> np.ndarray:
         """World points ``[N, 3]`` -> local points ``[N, 3]``."""
-        return (points - self.translation) @ self.rotation
+        return _mul(points - self.translation, self.rotation)
 
     def intersect(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         """Ray parameter of the first hit per world ray.
@@ -107,7 +112,7 @@ class Primitive(abc.ABC):
         """World-space unit normals ``[N, 3]`` at world surface points ``[N, 3]``."""
         n = self._normal_local(self.point_to_local(points))
         n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
-        return n @ self.rotation.T
+        return _mul(n, self.rotation.T)
 
     def bounding_sphere(self) -> tuple[np.ndarray, float]:
         """Centre ``[3]`` (world) and radius of a sphere enclosing the shape."""
