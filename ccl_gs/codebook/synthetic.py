@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ccl_gs import preprocess
 from ccl_gs.io.artifacts import Manifest, save_npz_atomic
 
 
@@ -57,7 +58,8 @@ def write_synthetic_preprocess(
     seed: int = 0,
     encoder: str = "synthetic",
 ) -> SyntheticTruth:
-    """Write a preprocess artifact (manifest + ``<stem>.npz``) of synthetic masks.
+    """Write a preprocess artifact (manifest + ``<stem>.npz``, the exact
+    :mod:`ccl_gs.preprocess` format) of synthetic masks.
 
     Args:
         folder: output folder.
@@ -73,10 +75,24 @@ def write_synthetic_preprocess(
     part = _unit(whole + 0.8 * _unit(rng.normal(size=(n_classes, dim))))
     u = _unit(rng.normal(size=(2, n_classes, dim)))  # view circle directions (whole, part share them)
     w = _unit(rng.normal(size=(2, n_classes, dim)))
-    classes, levels, views, stems = [], [], [], []
+    stems = [f"view_{v:03d}" for v in range(n_views)]
+    manifest = Manifest(
+        kind=preprocess.KIND,
+        format_version=preprocess.FORMAT_VERSION,
+        config={"synthetic": {"n_views": n_views, "n_classes": n_classes, "dim": dim, "seed": seed}},
+        inputs={},
+        extra={
+            "encoder": {"kind": "synthetic", "options": {}, "name": encoder, "dim": dim},
+            "images": stems,
+            "image_info": [{"stem": s, "file": f"{s}.png", "height": H, "width": W} for s in stems],
+            "levels": ["sp", "wp"],
+        },
+    )
+    fingerprint = np.array(manifest.fingerprint())
+    classes, levels, views = [], [], []
     edges = np.linspace(0, W, n_classes + 1).astype(int)
     clutter_rows = max(1, H // 4)
-    for v in range(n_views):
+    for v, stem in enumerate(stems):
         a = 2 * np.pi * v / n_views
         visible = rng.random(n_classes) < p_visible
         feats, labs, levs, cls = [], [], [], []
@@ -93,15 +109,14 @@ def write_synthetic_preprocess(
                 x0, x1 = edges[k], edges[k + 1]
                 y1 = (H - clutter_rows) // 2 if lvl == 0 else H - clutter_rows
                 index_maps[lvl, :y1, x0:x1] = row
+            cx = np.linspace(0, W, n_clutter + 1).astype(int)
             for c in range(n_clutter):
                 row = len(feats)
                 feats.append(_unit(rng.normal(size=dim)))
                 labs.append(-1)
                 levs.append(lvl)
                 cls.append(-1)
-                cx = np.linspace(0, W, n_clutter + 1).astype(int)
                 index_maps[lvl, H - clutter_rows :, cx[c] : cx[c + 1]] = row
-        stem = f"view_{v:03d}"
         M = len(feats)
         save_npz_atomic(
             folder / f"{stem}.npz",
@@ -109,18 +124,12 @@ def write_synthetic_preprocess(
             index_maps=index_maps,
             labels=np.asarray(labs, dtype=np.int32),
             levels=np.asarray(levs, dtype=np.int8),
+            fingerprint=fingerprint,
         )
         classes += cls
         levels += levs
         views += [v] * M
-        stems.append(stem)
-    Manifest(
-        kind="preprocess",
-        format_version=1,
-        config={"synthetic": {"n_views": n_views, "n_classes": n_classes, "dim": dim, "seed": seed}},
-        inputs={},
-        extra={"encoder": encoder, "dim": dim, "images": stems},
-    ).save(folder)
+    manifest.save(folder)
     return SyntheticTruth(
         classes=np.asarray(classes, dtype=np.int64),
         levels=np.asarray(levels, dtype=np.int64),

@@ -60,7 +60,7 @@ import torch
 from torch import Tensor
 
 from ccl_gs.codebook.config import CodebookConfig
-from ccl_gs.codebook.data import N_LEVELS, MaskSet, PreprocessedInput, load_preprocessed, read_image_npz
+from ccl_gs.codebook.data import N_LEVELS, MaskSet, PreprocessedInput, load_preprocessed
 from ccl_gs.codebook.init import init_prototypes, worst_represented
 from ccl_gs.codebook.losses import assign, codebook_loss, normalize
 from ccl_gs.codebook.pairs import PairSampler
@@ -364,7 +364,7 @@ def _write_images(
     n_pix = 0
     for v, stem in enumerate(masks.stems):
         lo, hi = masks.offsets[v], masks.offsets[v + 1]
-        im = read_image_npz(inp.folder / f"{stem}.npz", inp.dim)["index_maps"].astype(np.int64)  # [2, H, W]
+        im = inp.read_image(v)["index_maps"].astype(np.int64)  # [2, H, W]
         pm = np.full(im.shape, -1, dtype=np.int32)
         for lvl in range(N_LEVELS):
             rows = im[lvl]

@@ -70,7 +70,7 @@ def test_artifact_round_trip(pre, tmp_path):
     assert torch.allclose(loaded.prototypes.norm(dim=-1), torch.ones(2, 12), atol=1e-5)
     assert loaded.config == cfg
     ex = loaded.manifest.extra
-    assert ex["encoder"] == "synthetic" and ex["dim"] == 32 and ex["images"] == truth.stems
+    assert ex["encoder"]["name"] == "synthetic" and ex["dim"] == 32 and ex["images"] == truth.stems
     assert ex["used_prototypes"] == loaded.n_used
     for stem in truth.stems:
         src = load_npz(folder / f"{stem}.npz")
