@@ -59,13 +59,14 @@ How it is fast
 
 Every set operation above needs only pairwise intersection counts, areas and
 "who covers this pixel". :func:`mask_regions` splits the image into the cells of
-the masks' arrangement (pixels covered by exactly the same set of masks) by
-bit-packing the masks into 64-bit words and uniquing them (a few sorts over the
-pixels). With ``U`` cells (a few thousand for hundreds of masks), pairwise
-intersections are one ``[N, U] @ [U, N]`` product with cell sizes as weights,
-exact in float64, and painting is a per-cell ``argmin`` of priority ranks.
-No Python loop runs over pairs or pixels; the loops left are over the words of
-the bit-packing (``N / 42`` iterations) and over the two levels.
+the masks' arrangement (pixels covered by exactly the same set of masks): the
+masks are bit-packed per pixel into 64-bit words, a random linear hash of the
+words is uniqued once (one sort over the pixels) and the grouping is verified
+exactly against the words. With ``U`` cells (a few thousand for hundreds of
+masks), pairwise intersections are one ``[N, U] @ [U, N]`` product with cell
+sizes as weights, exact in float64, and painting is a per-cell ``argmin`` of
+priority ranks. No Python loop runs over pairs, masks or pixels; the loops left
+are over the 8 bits of a byte and over the three granularities / two levels.
 
 :func:`two_level_masks_reference` is the same rule written straightforwardly
 (a Python loop over pairs with numpy, like LangSplat's ``mask_nms``, and a
@@ -209,34 +210,69 @@ class MaskRegions:
         return ((m * self.counts.double()) @ m.T).round().long()
 
 
-def mask_regions(masks: Tensor) -> MaskRegions:
+def pack_masks(masks: Tensor) -> Tensor:
+    """Each pixel's coverage bits, packed: bit ``n % 64`` of word ``n // 64`` is mask ``n``.
+
+    Args:
+        masks: ``[N, P]`` bool.
+
+    Returns:
+        ``[P, ceil(N / 64)]`` int64 (zero bits beyond ``N``).
+    """
+    n, p = masks.shape
+    n_words = max(1, -(-n // 64))
+    packed = torch.zeros(n_words * 8, p, dtype=torch.uint8, device=masks.device)  # [bytes, P]
+    for b in range(8):  # byte k holds masks 8k .. 8k+7
+        rows = masks[b::8].view(torch.uint8)
+        packed[: rows.shape[0]].bitwise_or_(rows << b)
+    return packed.T.contiguous().view(torch.int64)  # little-endian bytes -> words
+
+
+def _fold_labels(words: Tensor) -> Tensor:
+    """Exact cell labels from packed words by repeated uniquing of (label, 31-bit chunk)."""
+    p = words.shape[0]
+    labels = torch.zeros(p, dtype=torch.int64, device=words.device)
+    for k in range(words.shape[1]):
+        for shift in (0, 31, 62):
+            chunk = (words[:, k] >> shift) & ((1 << 31) - 1) if shift < 62 else (words[:, k] >> 62) & 3
+            _, labels = torch.unique((labels << 31) | chunk, return_inverse=True)
+    return labels
+
+
+def mask_regions(masks: Tensor, seed: int = 0) -> MaskRegions:
     """Split the pixels into cells covered by exactly the same masks.
 
-    Each pixel's coverage bits are packed into int64 words of ``w`` masks; the
-    words are folded into a running cell label, ``label' = unique(label << w | word)``,
-    so a pixel pair shares a final label iff it is covered by the same masks.
+    The masks are bit-packed per pixel (:func:`pack_masks`) and hashed to one
+    int64 per pixel, ``sum_j byte_j * r_j`` with random odd 64-bit ``r_j``
+    (wrapping arithmetic; two different byte strings collide with probability
+    about 2^-56), the hashes are uniqued once, and the grouping is verified
+    exactly: every pixel's words must equal those of its cell's representative.
+    On a collision the labels are recomputed by :func:`_fold_labels`, which is
+    exact by construction.
 
     Args:
         masks: ``[N, H, W]`` or ``[N, P]`` bool.
+        seed: seed of the hash multipliers.
 
     Returns:
-        :class:`MaskRegions` with ``U`` cells (``U >= 1``).
+        :class:`MaskRegions`.
     """
     flat = masks.reshape(masks.shape[0], int(np.prod(masks.shape[1:])))
     n, p = flat.shape
     device = flat.device
-    labels = torch.zeros(p, dtype=torch.int64, device=device)
-    label_bits = max(1, int(p).bit_length())
-    word_bits = 62 - label_bits
-    if word_bits < 1:
-        raise ValueError(f"image of {p} pixels is too large to label")
-    for start in range(0, n, word_bits):
-        word = torch.zeros(p, dtype=torch.int64, device=device)
-        for b, row in enumerate(flat[start : start + word_bits]):
-            word.bitwise_or_(row.to(torch.int64) << b)
-        _, labels = torch.unique((labels << word_bits) | word, return_inverse=True)
+    words = pack_masks(flat)  # [P, W]
+    data = words.view(torch.uint8).long()  # [P, 8W]
+    gen = torch.Generator().manual_seed(seed)
+    mult = (torch.randint(-(2**62), 2**62, (data.shape[1],), generator=gen) * 2 + 1).to(device)
+    # int64 matrix-vector products exist on CPU only
+    hashed = data @ mult if device.type == "cpu" else (data * mult).sum(dim=1)
+    _, labels = torch.unique(hashed, return_inverse=True)
     u = int(labels.max().item()) + 1 if p else 0
     rep = torch.empty(u, dtype=torch.int64, device=device).scatter_(0, labels, torch.arange(p, device=device))
+    if not torch.equal(words[rep][labels], words):
+        labels = _fold_labels(words)
+        u = int(labels.max().item()) + 1
+        rep = torch.empty(u, dtype=torch.int64, device=device).scatter_(0, labels, torch.arange(p, device=device))
     counts = torch.bincount(labels, minlength=u)
     return MaskRegions(labels=labels, members=flat[:, rep], counts=counts)
 
@@ -388,9 +424,10 @@ def two_level_masks(raw: RawMasks, cfg: MergeConfig | None = None, device: str |
     gran = torch.from_numpy(raw.granularity.astype(np.int64)).to(dev)
     scores = torch.from_numpy(raw.scores.astype(np.float32)).to(dev)
 
-    areas_all = masks.sum(dim=1)
+    regions = mask_regions(masks)
+    areas_all = regions.areas()
     cand = torch.nonzero(areas_all >= cfg.min_area).squeeze(1)
-    regions = mask_regions(masks[cand])
+    regions = MaskRegions(regions.labels, regions.members[cand], regions.counts)
     inter = regions.intersections()
     areas = areas_all[cand]
     g = gran[cand]

@@ -214,3 +214,17 @@ def test_mask_nms_parity(seed: int) -> None:
         fast = mask_nms(reg.intersections(), reg.areas(), torch.from_numpy(scores), iou_thr, score_thr, inner_thr)
         ref = mask_nms_reference(masks, scores, iou_thr, score_thr, inner_thr)
         assert np.array_equal(fast.numpy(), ref)
+
+
+def test_exact_fallback_labels_match_hashed_labels() -> None:
+    from ccl_gs.masks.merge import _fold_labels, pack_masks
+
+    g = torch.Generator().manual_seed(1)
+    m = torch.rand(130, 9, 11, generator=g) > 0.5  # 3 words
+    words = pack_masks(m.reshape(130, -1))
+    assert words.shape == (99, 3)
+    assert torch.equal((words[:, 0] >> 5) & 1, m.reshape(130, -1)[5].long())
+    a, b = mask_regions(m).labels, _fold_labels(words)
+    # same partition of the pixels
+    pairs = torch.unique(torch.stack([a, b], 1), dim=0)
+    assert pairs.shape[0] == int(a.max()) + 1 == int(b.max()) + 1
