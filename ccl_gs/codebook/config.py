@@ -46,7 +46,7 @@ class CodebookConfig:
     )
     init: Literal["kmeans++", "random_features", "random"] = field(
         default="kmeans++",
-        metadata={"help": "prototype init: k-means++ seeding on features (cosine), random features, random unit vectors"},
+        metadata={"help": "prototype init: k-means++ on features (cosine), random features or random unit vectors"},
     )
     reseed_every: int = field(
         default=100,

@@ -426,7 +426,8 @@ def train_codebook(
     dev = torch.device(device) if device is not None else default_device()
     trainer = CodebookTrainer(inp.masks, cfg, dev)
     ckpt = out_dir / CHECKPOINT_FILE
-    _try_resume(ckpt, trainer, fingerprint)
+    if not _try_resume(ckpt, trainer, fingerprint) and cfg.reseed_every:
+        trainer.count_and_reseed(reseed=False)  # dead prototypes right after init
     reseed_stop = math.floor(cfg.reseed_until * cfg.iterations)
     bar = None
     if progress:
@@ -469,10 +470,10 @@ def train_codebook(
     final["l_max_all_masks"] = float(np.mean([float((1.0 - b).mean()) for b in best if b.numel()]))
     final = {k: _finite_or_none(v) for k, v in final.items()}
     labels, views = inp.masks.labels.numpy(), inp.masks.views.numpy()
-    consistency = {
-        LEVELS[lvl]: _finite_or_none(cross_view_consistency(own[levels == lvl], labels[levels == lvl], views[levels == lvl]))
-        for lvl in range(N_LEVELS)
-    }
+    consistency = {}
+    for lvl in range(N_LEVELS):
+        m = levels == lvl
+        consistency[LEVELS[lvl]] = _finite_or_none(cross_view_consistency(own[m], labels[m], views[m]))
     manifest = dataclasses.replace(
         expected,
         extra={

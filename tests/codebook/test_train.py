@@ -53,7 +53,8 @@ def test_dead_prototypes_are_counted_and_reseeded(pre, tmp_path):
     with_reseed = train_codebook(folder, codebook_variant("ccl", **base), tmp_path / "a", progress=False)
     without = train_codebook(folder, codebook_variant("ccl", **base, reseed_until=0.0), tmp_path / "b", progress=False)
     log_a = with_reseed.manifest.extra["usage_log"]
-    assert log_a[0]["dead"][0] > 0 and log_a[0]["reseeded"][0] == log_a[0]["dead"][0]
+    assert log_a[0]["step"] == 0 and log_a[0]["dead"][0] > 0 and sum(log_a[0]["reseeded"]) == 0  # after init
+    assert log_a[1]["dead"][0] > 0 and log_a[1]["reseeded"][0] == log_a[1]["dead"][0]
     assert all(sum(e["reseeded"]) == 0 for e in without.manifest.extra["usage_log"])
     assert sum(with_reseed.n_used) > sum(without.n_used)
     # Re-seeding stops after reseed_until * iterations: the last count only counts.
