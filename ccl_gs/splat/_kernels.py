@@ -15,12 +15,12 @@ centre ``(x + 0.5, y + 0.5)`` and the depth-sorted Gaussians ``g`` of its tile:
 Differences that do not change the result:
 
 - Gaussians are looped outside, pixels inside, and each Gaussian visits only
-  the pixels of its (opacity-aware) radius box plus one pixel of margin;
-  outside that box ``alpha < 1/255`` holds, so those pixels would be skipped.
+  the pixels of each row where ``sigma <= ln(255 opacity)`` (the exact
+  ellipse, plus half a pixel of margin); elsewhere ``alpha < 1/255`` holds,
+  so gsplat would skip those pixels too.
 - ``sigma > SIGMA_SKIP`` is skipped before ``exp`` is called: with
   opacity <= 1 such alphas are far below 1/255, and it keeps every float out
   of the subnormal range (subnormals make x86 CPUs ~10x slower).
-- Per-pixel transmittance and colour sums are kept in float64.
 
 Tiles are processed in parallel (``prange``); gradients are written per
 intersection (each belongs to one tile, so no two threads write the same
@@ -34,10 +34,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-ALPHA_MIN = 1.0 / 255.0
-ALPHA_MAX = 0.999
-T_MIN = 1e-4
-SIGMA_SKIP = 30.0  # exp(-30) ~ 1e-13: alpha < 1/255 for any opacity <= 1
+# float32 constants keep the per-pixel arithmetic in float32, as gsplat's kernels.
+ALPHA_MIN = np.float32(1.0 / 255.0)
+ALPHA_MAX = np.float32(0.999)
+T_MIN = np.float32(1e-4)
+SIGMA_SKIP = np.float32(30.0)  # exp(-30) ~ 1e-13: alpha < 1/255 for any opacity <= 1
+HALF = np.float32(0.5)
+ONE = np.float32(1.0)
+ZERO = np.float32(0.0)
 
 
 @njit(cache=True, nogil=True)
@@ -106,13 +110,27 @@ def build_intersections(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pixel_span(m: float, r: float, lo: int, hi: int) -> tuple[int, int]:
-    """Pixels ``[a, b)`` of ``[lo, hi)`` whose centres lie within ``r + 1`` of ``m``."""
-    a = math.floor(m - r - 1.5)
-    b = math.ceil(m + r + 1.5)
-    a = min(max(a, float(lo)), float(hi))
-    b = min(max(b, float(lo)), float(hi))
-    return int(a), int(b)
+def _clamp_int(v: float, lo: int, hi: int) -> int:
+    return int(min(max(v, float(lo)), float(hi)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_span(
+    mx: float, dy: float, ca: float, cb: float, cc: float, level: float, lo: int, hi: int
+) -> tuple[int, int]:
+    """Pixels ``[a, b)`` of ``[lo, hi)`` in a row where ``sigma <= level`` may hold.
+
+    Row offset ``dy = my - (y + 0.5)``; ``sigma(dx) <= level`` is the interval
+    ``dx in (-b dy -+ sqrt(disc)) / a`` with ``disc = 2 a level - dy^2 (a c - b^2)``.
+    Half a pixel of margin on each side absorbs rounding.
+    """
+    disc = 2.0 * ca * level - dy * dy * (ca * cc - cb * cb)
+    if disc < 0.0 or ca <= 0.0:
+        return lo, lo
+    root = math.sqrt(disc)
+    centre = mx + cb * dy / ca - 0.5  # pixel index whose centre has dx = -b dy / a
+    half = root / ca + 0.5
+    return _clamp_int(math.floor(centre - half), lo, hi), _clamp_int(math.ceil(centre + half) + 1.0, lo, hi)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=False)
@@ -148,11 +166,12 @@ def composite_forward(
         y1 = min(y0 + tile_size, height)
         tw = x1 - x0
         npix = tw * (y1 - y0)
-        T = np.ones(npix, np.float64)
-        acc = np.zeros((npix, D), np.float64)
+        T = np.ones(npix, np.float32)
+        acc = np.zeros((npix, D), np.float32)
         last = np.full(npix, -1, np.int64)
         done = np.zeros(npix, np.bool_)
         n_done = 0
+        row_open = np.full(y1 - y0, tw, np.int64)  # pixels of each row not yet done
         for k in range(offsets[t], offsets[t + 1]):
             if n_done == npix:
                 break
@@ -163,26 +182,31 @@ def composite_forward(
             cb = conics[g, 1]
             cc = conics[g, 2]
             op = opacities[g]
-            xa, xb = _pixel_span(mx, radii[g, 0], x0, x1)
-            ya, yb = _pixel_span(my, radii[g, 1], y0, y1)
+            level = math.log(op * 255.0) + 1e-3  # sigma above this: alpha < 1/255
+            ya = _clamp_int(math.floor(my - radii[g, 1] - 1.0), y0, y1)
+            yb = _clamp_int(math.ceil(my + radii[g, 1] + 1.0), y0, y1)
             for py in range(ya, yb):
-                dy = my - (py + 0.5)
+                if row_open[py - y0] == 0:
+                    continue
+                dy = my - (np.float32(py) + HALF)
+                xa, xb = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
                 row = (py - y0) * tw - x0
                 for px in range(xa, xb):
                     p = row + px
                     if done[p]:
                         continue
-                    dx = mx - (px + 0.5)
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0.0 or sigma > SIGMA_SKIP:
+                    dx = mx - (np.float32(px) + HALF)
+                    sigma = HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < ZERO or sigma > SIGMA_SKIP:
                         continue
                     alpha = min(ALPHA_MAX, op * math.exp(-sigma))
                     if alpha < ALPHA_MIN:
                         continue
-                    next_T = T[p] * (1.0 - alpha)
+                    next_T = T[p] * (ONE - alpha)
                     if next_T <= T_MIN:
                         done[p] = True
                         n_done += 1
+                        row_open[py - y0] -= 1
                         continue
                     w = alpha * T[p]
                     for d in range(D):
@@ -242,26 +266,27 @@ def composite_backward(
         y1 = min(y0 + tile_size, height)
         tw = x1 - x0
         npix = tw * (y1 - y0)
-        T = np.empty(npix, np.float64)
-        T_fin = np.empty(npix, np.float64)
+        T = np.empty(npix, np.float32)
         last = np.empty(npix, np.int64)
-        vc = np.empty((npix, D), np.float64)
-        va = np.empty(npix, np.float64)
-        bg_dot = np.zeros(npix, np.float64)
-        buf = np.zeros((npix, D), np.float64)
+        vc = np.empty((npix, D), np.float32)
+        # Per-pixel constant part of dL/dalpha * (1 - alpha): T_final (v_alpha - bg . v_colour).
+        v_fin = np.empty(npix, np.float32)
+        buf = np.zeros((npix, D), np.float32)
         k_max = start - 1
+        row_last = np.full(y1 - y0, -1, np.int64)  # last contributing intersection per row
         for py in range(y0, y1):
             for px in range(x0, x1):
                 p = (py - y0) * tw + (px - x0)
                 T[p] = final_T[cam, py, px]
-                T_fin[p] = T[p]
                 last[p] = last_ids[cam, py, px]
+                row_last[py - y0] = max(row_last[py - y0], last[p])
                 k_max = max(k_max, last[p])
-                va[p] = v_alphas_out[cam, py, px]
+                bg_dot = ZERO
                 for d in range(D):
                     vc[p, d] = v_colors_out[cam, py, px, d]
-                    bg_dot[p] += backgrounds[cam, d] * vc[p, d]
-        g_col = np.zeros(D, np.float64)
+                    bg_dot += backgrounds[cam, d] * vc[p, d]
+                v_fin[p] = T[p] * (v_alphas_out[cam, py, px] - bg_dot)
+        g_col = np.zeros(D, np.float32)
         for k in range(k_max, start - 1, -1):
             g = flatten_ids[k]
             mx = means2d[g, 0]
@@ -270,44 +295,48 @@ def composite_backward(
             cb = conics[g, 1]
             cc = conics[g, 2]
             op = opacities[g]
-            xa, xb = _pixel_span(mx, radii[g, 0], x0, x1)
-            ya, yb = _pixel_span(my, radii[g, 1], y0, y1)
-            g_x = 0.0
-            g_y = 0.0
-            g_a = 0.0
-            g_b = 0.0
-            g_c = 0.0
-            g_o = 0.0
+            level = math.log(op * 255.0) + 1e-3
+            g_x = ZERO
+            g_y = ZERO
+            g_a = ZERO
+            g_b = ZERO
+            g_c = ZERO
+            g_o = ZERO
             for d in range(D):
-                g_col[d] = 0.0
+                g_col[d] = ZERO
+            ya = _clamp_int(math.floor(my - radii[g, 1] - 1.0), y0, y1)
+            yb = _clamp_int(math.ceil(my + radii[g, 1] + 1.0), y0, y1)
             for py in range(ya, yb):
-                dy = my - (py + 0.5)
+                if k > row_last[py - y0]:
+                    continue
+                dy = my - (np.float32(py) + HALF)
+                xa, xb = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
                 row = (py - y0) * tw - x0
                 for px in range(xa, xb):
                     p = row + px
                     if k > last[p]:
                         continue
-                    dx = mx - (px + 0.5)
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0.0 or sigma > SIGMA_SKIP:
+                    dx = mx - (np.float32(px) + HALF)
+                    sigma = HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < ZERO or sigma > SIGMA_SKIP:
                         continue
                     vis = math.exp(-sigma)
                     alpha = min(ALPHA_MAX, op * vis)
                     if alpha < ALPHA_MIN:
                         continue
-                    ra = 1.0 / (1.0 - alpha)
+                    ra = ONE / (ONE - alpha)
                     T[p] *= ra
                     fac = alpha * T[p]
-                    v_alpha = (T_fin[p] * va[p] - T_fin[p] * bg_dot[p]) * ra
+                    v_alpha = v_fin[p] * ra
                     for d in range(D):
                         g_col[d] += fac * vc[p, d]
                         v_alpha += (colors[g, d] * T[p] - buf[p, d] * ra) * vc[p, d]
                         buf[p, d] += colors[g, d] * fac
                     if op * vis <= ALPHA_MAX:
                         v_sigma = -op * vis * v_alpha
-                        g_a += 0.5 * v_sigma * dx * dx
+                        g_a += HALF * v_sigma * dx * dx
                         g_b += v_sigma * dx * dy
-                        g_c += 0.5 * v_sigma * dy * dy
+                        g_c += HALF * v_sigma * dy * dy
                         g_x += v_sigma * (ca * dx + cb * dy)
                         g_y += v_sigma * (cb * dx + cc * dy)
                         g_o += vis * v_alpha

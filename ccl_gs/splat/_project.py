@@ -12,8 +12,11 @@ projection (``ProjectionEWA3DGSFused.cu``, ``packed=False``,
   standard deviations per axis, ``radius = ceil(extend * sqrt(cov2d_ii))``.
   Outside this box ``o * exp(-sigma) < 1/255``, so the compositor may skip it.
 
-The building blocks (camera transform, perspective Jacobian, SH evaluation)
-are gsplat's pure-PyTorch reference functions; gradients flow through autograd.
+The projection is written as batched elementwise ops (no 3x3 einsums) so that
+it stays cheap on CPU for 10^5 Gaussians; it computes what gsplat's
+``_torch_impl._fully_fused_projection`` computes (which the dense reference
+uses). SH evaluation is gsplat's ``_spherical_harmonics``. Gradients flow
+through autograd.
 """
 
 from __future__ import annotations
@@ -21,12 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from gsplat.cuda._torch_impl import (
-    _persp_proj,
-    _quat_scale_to_covar_preci,
-    _spherical_harmonics,
-    _world_to_cam,
-)
+from gsplat.cuda._torch_impl import _spherical_harmonics
 from torch import Tensor
 
 ALPHA_THRESHOLD = 1.0 / 255.0
@@ -78,14 +76,35 @@ def project_gaussians(
         A :class:`Projection` with means2d [C, N, 2], conics [C, N, 3],
         depths [C, N] and int32 radii [C, N, 2].
     """
-    covars, _ = _quat_scale_to_covar_preci(quats, scales, compute_covar=True, compute_preci=False)
-    means_c, covars_c = _world_to_cam(means, covars, viewmats)  # [C, N, 3], [C, N, 3, 3]
-    means2d, cov2d = _persp_proj(means_c, covars_c, Ks, width, height)  # [C, N, 2], [C, N, 2, 2]
-    depths = means_c[..., 2]  # [C, N]
-
-    cxx = cov2d[..., 0, 0] + eps2d
-    cyy = cov2d[..., 1, 1] + eps2d
-    cxy = 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0])
+    sxx, sxy, sxz, syy, syz, szz = _covariance(quats, scales)  # 6 x [N]
+    R = viewmats[:, :3, :3, None]  # [C, 3, 3, 1]
+    t = viewmats[:, :3, 3, None]  # [C, 3, 1]
+    mx, my, mz = means.unbind(-1)  # [N]
+    # Camera-space centres, [C, N] each.
+    tx = R[:, 0, 0] * mx + R[:, 0, 1] * my + R[:, 0, 2] * mz + t[:, 0]
+    ty = R[:, 1, 0] * mx + R[:, 1, 1] * my + R[:, 1, 2] * mz + t[:, 1]
+    tz = R[:, 2, 0] * mx + R[:, 2, 1] * my + R[:, 2, 2] * mz + t[:, 2]
+    fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]  # [C, 1]
+    cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]  # [C, 1]
+    # gsplat clamps x/z and y/z in the Jacobian to 1.3x the field of view.
+    lim_x = 0.3 * (0.5 * width / fx)
+    lim_y = 0.3 * (0.5 * height / fy)
+    inv_z = 1.0 / tz
+    u = torch.maximum(torch.minimum(tx * inv_z, (width - cx) / fx + lim_x), -(cx / fx + lim_x))  # [C, N]
+    v = torch.maximum(torch.minimum(ty * inv_z, (height - cy) / fy + lim_y), -(cy / fy + lim_y))
+    # Rows p, q of J R (J: perspective Jacobian at the centre): 2D cov = [p; q] S [p; q]^T.
+    ax, ay = fx * inv_z, fy * inv_z
+    p0, p1, p2 = (ax * (R[:, 0, k] - u * R[:, 2, k]) for k in range(3))
+    q0, q1, q2 = (ay * (R[:, 1, k] - v * R[:, 2, k]) for k in range(3))
+    sp0 = sxx * p0 + sxy * p1 + sxz * p2  # S p, [C, N] each
+    sp1 = sxy * p0 + syy * p1 + syz * p2
+    sp2 = sxz * p0 + syz * p1 + szz * p2
+    cxx = sp0 * p0 + sp1 * p1 + sp2 * p2 + eps2d  # [C, N] blurred 2D covariance
+    cxy = sp0 * q0 + sp1 * q1 + sp2 * q2
+    cyy = (sxx * q0 + sxy * q1 + sxz * q2) * q0 + (sxy * q0 + syy * q1 + syz * q2) * q1 \
+        + (sxz * q0 + syz * q1 + szz * q2) * q2 + eps2d
+    means2d = torch.stack([fx * tx * inv_z + cx, fy * ty * inv_z + cy], dim=-1)  # [C, N, 2]
+    depths = tz
     det = cxx * cyy - cxy * cxy  # [C, N]
     det_safe = torch.where(det > 0, det, torch.ones_like(det))
     conics = torch.stack([cyy / det_safe, -cxy / det_safe, cxx / det_safe], dim=-1)  # [C, N, 3]
@@ -96,6 +115,27 @@ def project_gaussians(
             opacities.detach(), width, height, near_plane, far_plane, radius_clip,
         )
     return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii)
+
+
+def _covariance(
+    quats: Tensor,  # [N, 4]
+    scales: Tensor,  # [N, 3]
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:  # 6 x [N]
+    """Upper triangle (xx, xy, xz, yy, yz, zz) of ``R diag(s^2) R^T`` (wxyz quaternions)."""
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    sx, sy, sz = scales.unbind(-1)
+    # Columns of R scaled by the scales: M = R diag(s).
+    m00, m10, m20 = (1 - 2 * (y * y + z * z)) * sx, 2 * (x * y + w * z) * sx, 2 * (x * z - w * y) * sx
+    m01, m11, m21 = 2 * (x * y - w * z) * sy, (1 - 2 * (x * x + z * z)) * sy, 2 * (y * z + w * x) * sy
+    m02, m12, m22 = 2 * (x * z + w * y) * sz, 2 * (y * z - w * x) * sz, (1 - 2 * (x * x + y * y)) * sz
+    return (
+        m00 * m00 + m01 * m01 + m02 * m02,
+        m00 * m10 + m01 * m11 + m02 * m12,
+        m00 * m20 + m01 * m21 + m02 * m22,
+        m10 * m10 + m11 * m11 + m12 * m12,
+        m10 * m20 + m11 * m21 + m12 * m22,
+        m20 * m20 + m21 * m21 + m22 * m22,
+    )
 
 
 def _radii(

@@ -41,11 +41,13 @@ def rasterize_reference(
     sh_degree: int | None = None,
     backgrounds: Tensor | None = None,  # [C, D]
     render_mode: str = "RGB",
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, dict]:
     """Dense rasterization with the same arguments and outputs as :func:`ccl_gs.splat.rasterize`.
 
     Returns:
-        render_colors [C, H, W, X] and render_alphas [C, H, W, 1] (no meta).
+        render_colors [C, H, W, X], render_alphas [C, H, W, 1] and a dict with
+        the projection's ``means2d`` [C, N, 2] (call ``retain_grad`` on it to
+        read screen-space gradients) and ``depths`` [C, N].
     """
     C, N = viewmats.shape[0], means.shape[0]
     covars, _ = _quat_scale_to_covar_preci(quats, scales, compute_covar=True, compute_preci=False)
@@ -113,4 +115,4 @@ def rasterize_reference(
     if render_mode in ("ED", "RGB+ED"):
         depth = render_colors[..., -1:] / render_alphas.clamp(min=1e-10)
         render_colors = torch.cat([render_colors[..., :-1], depth], dim=-1)
-    return render_colors, render_alphas
+    return render_colors, render_alphas, {"means2d": means2d, "depths": depths}
