@@ -13,7 +13,8 @@ are identical, writes ``bench/results/masks.json``.
     .venv/bin/python bench/bench_masks.py [--n-masks 300] [--width 1008] [--height 756]
 
 Timings are wall-clock on whatever machine runs it; on a shared machine they
-are noisy.
+are noisy. The fast path runs with ``--threads`` torch threads (default 1, the
+same as the single-threaded reference).
 """
 
 from __future__ import annotations
@@ -100,9 +101,13 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=756)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="runs of the fast path (median reported)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (1: like the single-threaded numpy reference; on a busy "
+                         "machine more threads mostly wait on each other)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "masks.json")
     args = ap.parse_args()
 
+    torch.set_num_threads(args.threads)
     raw = synthetic_candidates(args.n_masks, args.height, args.width, args.seed)
     cfg = MergeConfig()
     counts = np.bincount(raw.granularity, minlength=3).tolist()

@@ -60,9 +60,9 @@ How it is fast
 Every set operation above needs only pairwise intersection counts, areas and
 "who covers this pixel". :func:`mask_regions` splits the image into the cells of
 the masks' arrangement (pixels covered by exactly the same set of masks): the
-masks are bit-packed per pixel into 64-bit words, a random linear hash of the
-words is uniqued once (one sort over the pixels) and the grouping is verified
-exactly against the words. With ``U`` cells (a few thousand for hundreds of
+masks are bit-packed per pixel into 64-bit words, runs of equal words along
+image rows are found, a random linear hash of each run's words is uniqued once
+(one sort over the runs) and the grouping is verified exactly against the words. With ``U`` cells (a few thousand for hundreds of
 masks), pairwise intersections are one ``[N, U] @ [U, N]`` product with cell
 sizes as weights, exact in float64, and painting is a per-cell ``argmin`` of
 priority ranks. No Python loop runs over pairs, masks or pixels; the loops left
@@ -242,13 +242,14 @@ def _fold_labels(words: Tensor) -> Tensor:
 def mask_regions(masks: Tensor, seed: int = 0) -> MaskRegions:
     """Split the pixels into cells covered by exactly the same masks.
 
-    The masks are bit-packed per pixel (:func:`pack_masks`) and hashed to one
-    int64 per pixel, ``sum_j byte_j * r_j`` with random odd 64-bit ``r_j``
-    (wrapping arithmetic; two different byte strings collide with probability
-    about 2^-56), the hashes are uniqued once, and the grouping is verified
-    exactly: every pixel's words must equal those of its cell's representative.
-    On a collision the labels are recomputed by :func:`_fold_labels`, which is
-    exact by construction.
+    The masks are bit-packed per pixel (:func:`pack_masks`); consecutive pixels
+    (row-major) with equal words form runs, so the rest works on runs, not
+    pixels. Each run's bytes are hashed to one int64, ``sum_j byte_j * r_j``
+    with random odd 64-bit ``r_j`` (wrapping arithmetic; two different byte
+    strings collide with probability about 2^-56), the hashes are uniqued once,
+    and the grouping is verified exactly: every run's words must equal those of
+    its cell's representative. On a collision the labels are recomputed by
+    :func:`_fold_labels`, which is exact by construction.
 
     Args:
         masks: ``[N, H, W]`` or ``[N, P]`` bool.
@@ -260,21 +261,33 @@ def mask_regions(masks: Tensor, seed: int = 0) -> MaskRegions:
     flat = masks.reshape(masks.shape[0], int(np.prod(masks.shape[1:])))
     n, p = flat.shape
     device = flat.device
+    if p == 0:
+        z = torch.zeros(0, dtype=torch.int64, device=device)
+        return MaskRegions(labels=z, members=flat[:, :0], counts=z)
     words = pack_masks(flat)  # [P, W]
-    data = words.view(torch.uint8).long()  # [P, 8W]
+    change = torch.ones(p, dtype=torch.bool, device=device)
+    change[1:] = (words[1:] != words[:-1]).any(dim=1)
+    starts = torch.nonzero(change).squeeze(1)  # [R]
+    lengths = torch.diff(starts, append=torch.tensor([p], device=device))  # [R]
+    run_words = words[starts]  # [R, W]
+    data = run_words.view(torch.uint8).long()  # [R, 8W]
     gen = torch.Generator().manual_seed(seed)
     mult = (torch.randint(-(2**62), 2**62, (data.shape[1],), generator=gen) * 2 + 1).to(device)
     # int64 matrix-vector products exist on CPU only
     hashed = data @ mult if device.type == "cpu" else (data * mult).sum(dim=1)
-    _, labels = torch.unique(hashed, return_inverse=True)
-    u = int(labels.max().item()) + 1 if p else 0
-    rep = torch.empty(u, dtype=torch.int64, device=device).scatter_(0, labels, torch.arange(p, device=device))
-    if not torch.equal(words[rep][labels], words):
-        labels = _fold_labels(words)
-        u = int(labels.max().item()) + 1
-        rep = torch.empty(u, dtype=torch.int64, device=device).scatter_(0, labels, torch.arange(p, device=device))
-    counts = torch.bincount(labels, minlength=u)
-    return MaskRegions(labels=labels, members=flat[:, rep], counts=counts)
+    _, run_labels = torch.unique(hashed, return_inverse=True)
+    u = int(run_labels.max().item()) + 1
+    r = starts.numel()
+    rep = torch.empty(u, dtype=torch.int64, device=device).scatter_(0, run_labels, torch.arange(r, device=device))
+    if not torch.equal(run_words[rep][run_labels], run_words):
+        run_labels = _fold_labels(run_words)
+        u = int(run_labels.max().item()) + 1
+        rep = torch.empty(u, dtype=torch.int64, device=device).scatter_(
+            0, run_labels, torch.arange(r, device=device)
+        )
+    counts = torch.zeros(u, dtype=torch.int64, device=device).index_add_(0, run_labels, lengths)
+    labels = torch.repeat_interleave(run_labels, lengths)
+    return MaskRegions(labels=labels, members=flat[:, starts[rep]], counts=counts)
 
 
 # ---------------------------------------------------------------------------
@@ -370,14 +383,13 @@ def paint(members: Tensor, key: Tensor) -> Tensor:
         ``[U]`` int64 row of the winning mask, -1 for cells no mask covers.
     """
     n, u = members.shape
-    if n == 0:
-        return torch.full((u,), -1, dtype=torch.int64, device=members.device)
-    rank = torch.empty(n, dtype=torch.int64, device=members.device)
-    rank[priority_order(key)] = torch.arange(n, device=members.device)
-    big = torch.full((), n, dtype=torch.int64, device=members.device)
-    best = torch.where(members, rank[:, None], big).min(dim=0).values  # [U]
-    row_of_rank = torch.cat([priority_order(key), torch.tensor([-1], device=members.device)])
-    return row_of_rank[best]
+    dev = members.device
+    order = priority_order(key)  # rank -> row
+    rank = torch.empty(n, dtype=torch.int64, device=dev)
+    rank[order] = torch.arange(n, device=dev)
+    best = torch.where(members, rank[:, None], torch.full((), n, device=dev)).amin(dim=0) if n else None
+    row_of_rank = torch.cat([order, torch.full((1,), -1, dtype=torch.int64, device=dev)])
+    return row_of_rank[best] if n else torch.full((u,), -1, dtype=torch.int64, device=dev)
 
 
 def _visible_threshold(areas: Tensor, cfg: MergeConfig) -> Tensor:
