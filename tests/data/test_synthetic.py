@@ -19,7 +19,7 @@ SIZE, VIEWS = 64, 8
 def _gen(out: Path, **kw) -> list[Path]:
     path = kw.pop("path", "orbit")
     cfg = SyntheticConfig(seed=kw.pop("seed", 0), size=SIZE, height=kw.pop("height", None), views=VIEWS, path=path, **kw)
-    return generate(cfg, OutputConfig(out=out, layout="both", eval_views=3, points=500), SimConfig(level=1))
+    return generate(cfg, OutputConfig(out=out, layout="both", label_views="spaced", eval_views=3, points=500), SimConfig(level=1))
 
 
 @pytest.fixture(scope="module")

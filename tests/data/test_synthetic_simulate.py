@@ -12,7 +12,7 @@ V = 5
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
-    (r,) = generate(SyntheticConfig(seed=5, size=64, views=V), OutputConfig(out=out, layout="3dovs", eval_views=1, points=0),
+    (r,) = generate(SyntheticConfig(seed=5, size=64, views=V), OutputConfig(out=out, layout="3dovs", label_views="spaced", eval_views=1, points=0),
                     SimConfig(level=0))
     return r
 

@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from ccl_gs.data.scene import Camera, Scene
+from ccl_gs.data.scene import Camera, Scene, split_views
 from ccl_gs.data.synthetic.generator import SyntheticScene
 from ccl_gs.io.artifacts import atomic_write_bytes, to_jsonable, write_json
 
@@ -46,9 +46,17 @@ class OutputConfig:
     out: Path = field(metadata={"help": "Dataset root; scenes go to OUT/3dovs/<name> and/or OUT/lerf_ovs/<name>."})
     layout: Literal["3dovs", "lerf", "both"] = field(default="both", metadata={"help": "Benchmark layout(s) to write."})
     name: str | None = field(default=None, metadata={"help": "Scene folder name; None = 'synthetic_s<seed>'."})
+    label_views: Literal["heldout", "spaced"] = field(
+        default="heldout",
+        metadata={
+            "help": "Which views get benchmark labels (3D-OVS segmentations, LERF-OVS polygons): 'heldout' = the "
+            "views the every-8th split rule holds out (0, 8, 16, ...), so labels measure unseen views; 'spaced' = "
+            "--eval-views evenly spaced views."
+        },
+    )
     eval_views: int = field(
         default=4,
-        metadata={"help": "Views with benchmark labels (3D-OVS segmentations, LERF-OVS polygons), evenly spaced; at most --views."},
+        metadata={"help": "Number of labelled views with --label-views spaced; at most --views."},
     )
     points: int = field(default=4000, metadata={"help": "Sparse points sampled from the surfaces (COLMAP / PLY point cloud)."})
     lerf_image_format: Literal["jpg", "png"] = field(default="jpg", metadata={"help": "Image format of the LERF layout."})
@@ -284,7 +292,10 @@ def write_dataset(scene: SyntheticScene, renders: list[dict], cfg: OutputConfig)
     """Write the configured layout(s); returns the scene folders written."""
     cfg.validate(scene.n_views)
     name = cfg.name or f"synthetic_s{scene.config.seed}"
-    ev = eval_view_indices(scene.n_views, cfg.eval_views)
+    if cfg.label_views == "heldout":
+        ev = split_views(scene.n_views, 8)["test"]
+    else:
+        ev = eval_view_indices(scene.n_views, cfg.eval_views)
     points = sample_points(scene, renders, cfg.points, scene.config.seed)
     out = Path(cfg.out)
     roots = []
