@@ -7,7 +7,7 @@ For every image of a scene:
    (:func:`ccl_gs.masks.merge.two_level_masks`);
 2. a **track source** gives masks tracked across the views; every mask of both
    levels takes the id of the track it overlaps best (IoU > 0.5) or -1
-   (:func:`ccl_gs.masks.propagate.label_masks`);
+   (:func:`ccl_gs.masks.propagate.label_index_maps`);
 3. an **encoder** embeds each mask's crop (:class:`~ccl_gs.encoders.base.ImageTextEncoder`).
 
 Sources are chosen by name in three registries, and the artifact is the same
@@ -76,7 +76,7 @@ import torch
 
 from ccl_gs.config import to_dict
 from ccl_gs.data.scene import Scene, load_image, load_scene
-from ccl_gs.encoders.base import ENCODERS, ImageTextEncoder, encoder_spec
+from ccl_gs.encoders import ENCODERS, ImageTextEncoder, encoder_spec, load_plugins
 from ccl_gs.encoders.oracle import OracleConfig
 from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, resolve_pretrained
 from ccl_gs.io.artifacts import ArtifactError, Manifest, file_hash, load_npz, save_npz_atomic
@@ -84,7 +84,7 @@ from ccl_gs.masks.merge import MergeConfig, two_level_masks
 from ccl_gs.masks.propagate import (
     Sam2Config,
     Sam2Tracker,
-    label_masks,
+    label_index_maps,
     order_views,
     propagate_tracks,
     select_first_masks,
@@ -96,8 +96,6 @@ KIND = "preprocess"
 FORMAT_VERSION = 1
 IMAGE_KEYS = ("features", "index_maps", "labels", "levels", "fingerprint")
 TRACK_KEYS = ("track_bits", "track_ids", "size", "fingerprint")
-ENCODER_PLUGINS = ("ccl_gs.encoders.oracle",)
-"""Modules imported on demand because they register encoders."""
 
 
 class PreprocessError(RuntimeError):
@@ -375,17 +373,6 @@ ENCODER_OPTIONS: dict[str, Callable[[Context], dict]] = {
 """Per encoder kind, the JSON options that rebuild it (recorded in the manifest's encoder spec)."""
 
 
-def _load_encoder_plugins() -> None:
-    import importlib
-
-    for mod in ENCODER_PLUGINS:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if not (e.name and mod.startswith(e.name)):
-                raise
-
-
 def encoder_options(ctx: Context) -> dict:
     """The options recorded for (and used to build) the configured encoder."""
     fn = ENCODER_OPTIONS.get(ctx.cfg.encoder)
@@ -394,8 +381,7 @@ def encoder_options(ctx: Context) -> dict:
 
 def build_stage_encoder(ctx: Context, batch_size: int) -> ImageTextEncoder:
     """The configured encoder on the context's device."""
-    if ctx.cfg.encoder not in ENCODERS:
-        _load_encoder_plugins()
+    load_plugins()
     if ctx.cfg.encoder not in ENCODERS:
         raise PreprocessError(f"unknown --encoder '{ctx.cfg.encoder}' (known: {sorted(ENCODERS)})")
     from ccl_gs.encoders.open_clip import EncoderLoadError
@@ -773,7 +759,7 @@ class Preprocessor:
         )  # [M, D]
         feats = torch.nn.functional.normalize(feats.float(), dim=-1)
         tmasks, tids = read_tracks(self.track_path(view), self.fingerprint, self.ctx.sizes[view])
-        labels = label_masks(masks, tmasks, tids, self.cfg.sam2.iou_threshold)
+        labels = label_index_maps(lm.index_maps, masks.shape[0], tmasks, tids, self.cfg.sam2.iou_threshold)
         return {
             "features": feats.cpu().numpy().astype(np.float16),
             "index_maps": np.ascontiguousarray(lm.index_maps.astype(np.int32)),

@@ -21,7 +21,9 @@ Pieces, each usable alone:
           ...                                        # [K] int32, [K, H, W] bool
 
 * :func:`mask_iou` / :func:`label_masks` - vectorized IoU of all masks against
-  all tracks and the best-IoU labelling.
+  all tracks and the best-IoU labelling (any masks, one matrix product), and
+  :func:`label_index_maps`, the same labels for non-overlapping masks given as
+  index maps via pixel-pair counts (what stage 1 uses; far cheaper at 1080 px).
 
 Frames are handed to SAM2 in memory: SAM2 1.1.0's ``init_state`` only accepts
 a JPEG folder or an MP4 path, so :meth:`Sam2Tracker.init_state` replaces the
@@ -77,6 +79,10 @@ class Sam2Config:
     )
     offload_video_to_cpu: bool = field(
         default=False, metadata={"help": "keep the video frames in CPU memory during propagation (saves GPU memory)"}
+    )
+    offload_state_to_cpu: bool = field(
+        default=False,
+        metadata={"help": "keep SAM2's per-frame memory in CPU memory (long videos, many tracks; slower)"},
     )
 
 
@@ -157,6 +163,53 @@ def label_masks(
     best, arg = iou.max(1)  # [M], [M]
     ids = torch.from_numpy(np.asarray(track_ids, dtype=np.int32))[arg]
     return torch.where(best > iou_threshold, ids, torch.full_like(ids, -1)).numpy().astype(np.int32)
+
+
+def label_index_maps(
+    index_maps: np.ndarray,  # [L, H, W] int32
+    n_masks: int,
+    track_masks: np.ndarray,  # [K, H, W] bool
+    track_ids: np.ndarray,  # [K] int32
+    iou_threshold: float = 0.5,
+) -> np.ndarray:
+    """:func:`label_masks` for masks given as per-level index maps (the fast path).
+
+    Masks of one level do not overlap, so mask ``m`` is the set of pixels where
+    ``index_maps[l] == m`` (each row appears in one level's map only) and every
+    intersection count is a ``bincount`` over (mask, track) pixel pairs:
+    O(L x sum of track areas) instead of the O(M x K x H x W) of a mask-by-mask
+    product. Gives exactly :func:`label_masks`'s labels for the masks
+    ``index_maps[l] == m``.
+
+    Args:
+        index_maps: ``[L, H, W]`` int, row of the mask covering each pixel, -1 for none.
+        n_masks: ``M``, the number of rows.
+        track_masks: ``[K, H, W]`` bool.
+        track_ids: ``[K]`` int track ids.
+    Returns:
+        ``[M]`` int32 labels in ``track_ids`` or -1.
+    """
+    M, K = int(n_masks), track_masks.shape[0]
+    if M == 0 or K == 0:
+        return np.full(M, -1, dtype=np.int32)
+    if index_maps.shape[1:] != track_masks.shape[1:]:
+        raise ValueError(f"index maps {index_maps.shape[1:]} and track masks {track_masks.shape[1:]} differ in size")
+    L = index_maps.shape[0]
+    flat = np.ascontiguousarray(index_maps).reshape(L, -1).astype(np.int64) + 1  # [L, P], 0 = no mask
+    trf = np.ascontiguousarray(track_masks, dtype=bool).reshape(K, -1)  # [K, P]
+    area_m = np.bincount(flat.ravel(), minlength=M + 1)[1 : M + 1]  # [M]
+    area_t = np.count_nonzero(trf, axis=1)  # [K]
+    tk, pix = np.nonzero(trf)  # (track, pixel) pairs
+    inter = np.zeros((M + 1) * K, dtype=np.int64)
+    for level in range(L):
+        inter += np.bincount(flat[level, pix] * K + tk, minlength=(M + 1) * K)
+    inter = inter.reshape(M + 1, K)[1:].astype(np.float64)  # [M, K]
+    union = area_m[:, None] + area_t[None, :] - inter
+    iou = (inter / np.maximum(union, 1.0)).astype(np.float32)
+    arg = iou.argmax(1)
+    best = iou[np.arange(M), arg]
+    ids = np.asarray(track_ids, dtype=np.int32)[arg]
+    return np.where(best > iou_threshold, ids, -1).astype(np.int32)
 
 
 def build_sam2_video_predictor(
@@ -251,9 +304,10 @@ class Sam2Tracker:
     sizes), so a caller can add masks, propagate, and stop half way.
     """
 
-    def __init__(self, predictor: Any, offload_video_to_cpu: bool = False) -> None:
+    def __init__(self, predictor: Any, offload_video_to_cpu: bool = False, offload_state_to_cpu: bool = False) -> None:
         self.predictor = predictor
         self.offload_video_to_cpu = offload_video_to_cpu
+        self.offload_state_to_cpu = offload_state_to_cpu
 
     @classmethod
     def from_config(
@@ -264,7 +318,7 @@ class Sam2Tracker:
         predictor = build_sam2_video_predictor(
             cfg.config, cfg.checkpoint, device, cfg.hydra_overrides, require_checkpoint=require_checkpoint
         )
-        return cls(predictor, offload_video_to_cpu=cfg.offload_video_to_cpu)
+        return cls(predictor, cfg.offload_video_to_cpu, cfg.offload_state_to_cpu)
 
     @property
     def device(self) -> torch.device:
@@ -289,7 +343,11 @@ class Sam2Tracker:
         H, W = sizes[0]
         tensor = sam2_frames(frames, int(self.predictor.image_size))
         with torch.inference_mode(), _frames_in_memory(tensor, H, W):
-            inner = self.predictor.init_state(video_path="<in-memory>", offload_video_to_cpu=self.offload_video_to_cpu)
+            inner = self.predictor.init_state(
+                video_path="<in-memory>",
+                offload_video_to_cpu=self.offload_video_to_cpu,
+                offload_state_to_cpu=self.offload_state_to_cpu,
+            )
         return {"sam2": inner, "sizes": sizes, "track_ids": []}
 
     def add_masks(

@@ -13,6 +13,7 @@ from ccl_gs.masks.propagate import (
     Sam2Error,
     Sam2Tracker,
     build_sam2_video_predictor,
+    label_index_maps,
     label_masks,
     mask_iou,
     order_views,
@@ -148,3 +149,20 @@ def test_propagate_tracks_indexes_by_view(tiny_tracker):
         assert masks.shape[0] == ids.shape[0] and masks.shape[1:] == (32, 32) and ids.dtype == np.int32
     empty = list(propagate_tracks(tiny_tracker, frames, first[:0], order=[0, 1, 2]))
     assert [v for v, _, _ in empty] == [0, 1, 2] and all(m.shape == (0, 32, 32) for _, m, _ in empty)
+
+
+def test_label_index_maps_equals_label_masks():
+    rng = np.random.default_rng(3)
+    H, W, M0 = 24, 30, 7
+    maps = np.full((2, H, W), -1, np.int32)
+    # Level 0 rows 0..3, level 1 rows 4..6: random disjoint regions per level.
+    maps[0] = np.where(rng.random((H, W)) < 0.8, rng.integers(0, 4, (H, W)), -1)
+    maps[1] = np.where(rng.random((H, W)) < 0.9, rng.integers(4, M0, (H, W)), -1)
+    maps[1][:, :10] = np.where(maps[1][:, :10] >= 0, 4, -1)  # a big blob so some IoUs pass 0.5
+    masks = np.stack([(maps[0] == m) | (maps[1] == m) for m in range(M0 + 1)])  # row 7 is empty
+    tracks = np.stack([maps[1] == 4, maps[0] == 2, rng.random((H, W)) < 0.5, maps[0] >= 0])
+    ids = np.array([3, 5, 8, 9], np.int32)
+    for thr in (0.0, 0.3, 0.5):
+        fast = label_index_maps(maps, M0 + 1, tracks, ids, thr)
+        np.testing.assert_array_equal(fast, label_masks(masks, tracks, ids, thr))
+    assert fast[4] == 3 and fast[2] == 5 and fast[7] == -1
