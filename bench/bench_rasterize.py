@@ -71,25 +71,27 @@ def camera(scene: dict, width: int, height: int) -> tuple[torch.Tensor, torch.Te
     return torch.eye(4)[None], K[None]
 
 
-def time_fwd_bwd(fn, inputs: list[torch.Tensor], repeats: int, warmup: int) -> tuple[float, float, dict]:
-    """Median seconds of forward and of forward + backward; plus the last meta."""
+def time_fwd_bwd(fn, inputs: list[torch.Tensor], repeats: int, warmup: int) -> tuple[float, float, float, dict]:
+    """Median wall seconds of forward and of forward + backward, median process CPU
+    seconds of forward + backward (all threads), and the last meta."""
     meta: dict = {}
-    fwd, total = [], []
+    fwd, total, cpu = [], [], []
     for i in range(warmup + repeats):
         for x in inputs:
             x.grad = None
+        c0 = time.process_time()
         t0 = time.perf_counter()
-        out = fn()
+        colors, alphas, meta = fn()
         t1 = time.perf_counter()
-        colors, alphas = out[0], out[1]
-        meta = out[2] if len(out) > 2 else {}
         loss = colors.mean() + alphas.mean()
         loss.backward()
         t2 = time.perf_counter()
+        c2 = time.process_time()
         if i >= warmup:
             fwd.append(t1 - t0)
             total.append(t2 - t0)
-    return statistics.median(fwd), statistics.median(total), meta
+            cpu.append(c2 - c0)
+    return statistics.median(fwd), statistics.median(total), statistics.median(cpu), meta
 
 
 def run_case(name: str, n: int, width: int, height: int, channels: int, sh_degree: int | None,
@@ -111,7 +113,7 @@ def run_case(name: str, n: int, width: int, height: int, channels: int, sh_degre
     else:
         def fn():
             return rasterize(*inputs, viewmats, Ks, width, height, sh_degree=sh_degree, backend="torch")
-    t_fwd, t_total, meta = time_fwd_bwd(fn, inputs, repeats, warmup)
+    t_fwd, t_total, t_cpu, meta = time_fwd_bwd(fn, inputs, repeats, warmup)
     row = {
         "case": name,
         "backend": "reference" if reference else "torch",
@@ -122,8 +124,9 @@ def run_case(name: str, n: int, width: int, height: int, channels: int, sh_degre
         "sh_degree": sh_degree,
         "forward_ms": round(1000 * t_fwd, 1),
         "fwd_bwd_ms": round(1000 * t_total, 1),
+        "fwd_bwd_cpu_ms": round(1000 * t_cpu, 1),
     }
-    if meta:
+    if "radii" in meta:
         row["visible"] = int((meta["radii"] > 0).all(-1).sum())
         row["intersections"] = int(meta["flatten_ids"].shape[0])
     return row
@@ -165,16 +168,22 @@ def main() -> int:
             print(rows[-1], flush=True)
 
     print()
-    print(f"{'case':<22}{'backend':<11}{'N':>8}{'size':>10}{'ch':>4}{'fwd ms':>9}{'fwd+bwd ms':>12}{'isects':>10}")
+    print(f"{'case':<22}{'backend':<11}{'N':>8}{'size':>10}{'ch':>4}{'fwd ms':>9}{'fwd+bwd ms':>12}"
+          f"{'cpu ms':>9}{'isects':>10}")
     for r in rows:
         print(f"{r['case']:<22}{r['backend']:<11}{r['gaussians']:>8}{str(r['width']) + 'x' + str(r['height']):>10}"
-              f"{r['channels']:>4}{r['forward_ms']:>9}{r['fwd_bwd_ms']:>12}{r.get('intersections', ''):>10}")
+              f"{r['channels']:>4}{r['forward_ms']:>9}{r['fwd_bwd_ms']:>12}{r['fwd_bwd_cpu_ms']:>9}"
+              f"{r.get('intersections', ''):>10}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(wall times grow with the load; 'cpu ms' is this process's CPU time, all threads)")
     ratio = ref["scaled_to_20k_128_fwd_bwd_ms"] / rows[0]["fwd_bwd_ms"]
     ratio_same = ref["fwd_bwd_ms"] / same["fwd_bwd_ms"]
     print(f"dense reference at 2k/64x64: {ref['fwd_bwd_ms']} ms (x{ratio_same:.1f} the torch backend there); "
           f"scaled to 20k/128x128: {ref['scaled_to_20k_128_fwd_bwd_ms']} ms (x{ratio:.0f} the torch backend)")
     write_json(args.out, {
-        "note": "median wall time, one camera, forward + backward to every input; shared machine, noisy",
+        "note": "median wall time (and process CPU time), one camera, forward + backward to every input; "
+                "shared machine, noisy",
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
                     "torch": torch.__version__},
         "rows": rows,

@@ -15,8 +15,7 @@ projection (``ProjectionEWA3DGSFused.cu``, ``packed=False``,
 The projection is written as batched elementwise ops (no 3x3 einsums) so that
 it stays cheap on CPU for 10^5 Gaussians; it computes what gsplat's
 ``_torch_impl._fully_fused_projection`` computes (which the dense reference
-uses). SH evaluation is gsplat's ``_spherical_harmonics``. Gradients flow
-through autograd.
+uses). Gradients flow through autograd.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from gsplat.cuda._torch_impl import _spherical_harmonics
 from torch import Tensor
 
 ALPHA_THRESHOLD = 1.0 / 255.0
@@ -176,34 +174,4 @@ def _radii(
     return radii.to(torch.int32)
 
 
-def sh_to_colors(
-    means: Tensor,  # [N, 3]
-    sh_coeffs: Tensor,  # [N, K, 3] or [C, N, K, 3]
-    viewmats: Tensor,  # [C, 4, 4]
-    sh_degree: int,
-) -> Tensor:  # [C, N, 3]
-    """View-dependent colours from SH coefficients, as gsplat does it.
-
-    The viewing direction is ``means - camera centre``; the result is
-    ``max(SH(dir) + 0.5, 0)`` (the Inria convention gsplat follows).
-
-    Args:
-        means: Gaussian centres. [N, 3]
-        sh_coeffs: SH coefficients, per Gaussian or per camera and Gaussian. [N, K, 3] | [C, N, K, 3]
-        viewmats: World-to-camera matrices. [C, 4, 4]
-        sh_degree: Degree to evaluate; ``(sh_degree + 1) ** 2 <= K``.
-
-    Returns:
-        Colours per camera. [C, N, 3]
-    """
-    C = viewmats.shape[0]
-    N = means.shape[0]
-    campos = torch.inverse(viewmats)[:, :3, 3]  # [C, 3]
-    dirs = means[None, :, :] - campos[:, None, :]  # [C, N, 3]
-    if sh_coeffs.dim() == 3:
-        sh_coeffs = sh_coeffs[None].expand(C, N, sh_coeffs.shape[-2], 3)
-    colors = _spherical_harmonics(sh_degree, dirs, sh_coeffs)  # [C, N, 3]
-    return torch.clamp_min(colors + 0.5, 0.0)
-
-
-__all__ = ["ALPHA_THRESHOLD", "MAX_EXTEND", "Projection", "project_gaussians", "sh_to_colors"]
+__all__ = ["ALPHA_THRESHOLD", "MAX_EXTEND", "Projection", "project_gaussians"]

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from ccl_gs.splat._composite import composite, intersect_tiles
-from ccl_gs.splat._project import project_gaussians, sh_to_colors
+from ccl_gs.splat._project import project_gaussians
+from ccl_gs.splat._sh import MAX_DEGREE, sh_colors
 
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 RENDER_MODES: tuple[str, ...] = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
@@ -219,7 +220,10 @@ def _rasterize_torch(
         eps2d=eps2d, near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip,
     )
     if sh_degree is not None:
-        feats = sh_to_colors(means, colors, viewmats, sh_degree)  # [C, N, 3]
+        if sh_degree > MAX_DEGREE:
+            raise ValueError(f"rasterize: backend 'torch' evaluates SH up to degree {MAX_DEGREE}, got sh_degree={sh_degree}")
+        campos = torch.inverse(viewmats)[:, :3, 3]  # [C, 3]
+        feats = sh_colors(means, colors, campos, sh_degree, (proj.radii > 0).all(-1))  # [C, N, 3]
     elif colors.dim() == 2:
         feats = colors[None].expand(C, N, colors.shape[-1])  # [C, N, D]
     else:

@@ -18,10 +18,8 @@ Memory is ``C * H * W * N`` floats per intermediate: keep it small.
 from __future__ import annotations
 
 import torch
-from gsplat.cuda._torch_impl import _persp_proj, _quat_scale_to_covar_preci, _world_to_cam
+from gsplat.cuda._torch_impl import _persp_proj, _quat_scale_to_covar_preci, _spherical_harmonics, _world_to_cam
 from torch import Tensor
-
-from ccl_gs.splat._project import sh_to_colors
 
 
 def rasterize_reference(
@@ -72,7 +70,10 @@ def rasterize_reference(
             keep = keep & ~((rx <= radius_clip) & (ry <= radius_clip))
 
     if sh_degree is not None:
-        feats = sh_to_colors(means, colors, viewmats, sh_degree)  # [C, N, 3]
+        campos = torch.inverse(viewmats)[:, :3, 3]  # [C, 3]
+        dirs = means[None, :, :] - campos[:, None, :]  # [C, N, 3]
+        sh = colors if colors.dim() == 4 else colors[None].expand(C, *colors.shape)
+        feats = torch.clamp_min(_spherical_harmonics(sh_degree, dirs, sh) + 0.5, 0.0)  # [C, N, 3]
     elif colors.dim() == 2:
         feats = colors[None].expand(C, N, colors.shape[-1])
     else:
