@@ -535,8 +535,13 @@ def unpack_tracks(bits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.unpackbits(bits, axis=1, count=H * W).reshape(bits.shape[0], H, W).astype(bool)
 
 
-def read_tracks(path: Path, fingerprint: str | None, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Load ``tracks/<stem>.npz`` -> ``(track_masks [K, H, W] bool, track_ids [K] int32)``."""
+def read_tracks(
+    path: Path, fingerprint: str | None, size: tuple[int, int], unpack: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load and check ``tracks/<stem>.npz`` -> ``(track_masks [K, H, W] bool, track_ids [K] int32)``.
+
+    With ``unpack=False`` the masks are returned bit-packed (``[K, ceil(H W / 8)]`` uint8).
+    """
     z = load_npz(path, TRACK_KEYS)
     if fingerprint is not None and str(z["fingerprint"]) != fingerprint:
         raise ArtifactError(f"{path} was made with another config / inputs")
@@ -544,7 +549,8 @@ def read_tracks(path: Path, fingerprint: str | None, size: tuple[int, int]) -> t
     nbytes = (size[0] * size[1] + 7) // 8
     if tuple(z["size"].tolist()) != tuple(size) or z["track_bits"].shape != (K, nbytes) or z["track_bits"].dtype != np.uint8:
         raise ArtifactError(f"{path}: tracks of the wrong shape for an image of {size}")
-    return unpack_tracks(z["track_bits"], size), z["track_ids"].astype(np.int32)
+    bits = z["track_bits"]
+    return (unpack_tracks(bits, size) if unpack else bits), z["track_ids"].astype(np.int32)
 
 
 # ---------------------------------------------------------------------------
@@ -670,8 +676,9 @@ class Preprocessor:
             raise PreprocessError(f"{path} is a '{old.kind}' artifact, not preprocess: choose another --out")
         diff = manifest_diff(old, self.manifest)
         if not diff:
-            if "encoder" in old.extra:
-                self.manifest.extra["encoder"] = old.extra["encoder"]
+            if not isinstance(old.extra.get("encoder"), dict) or "dim" not in old.extra["encoder"]:
+                return "replace"  # same config and inputs, but written without the encoder facts
+            self.manifest.extra["encoder"] = old.extra["encoder"]
             return "equal"
         if self.opts.overwrite:
             return "replace"
@@ -693,7 +700,7 @@ class Preprocessor:
         missing = []
         for v in range(self.ctx.n_views):
             try:
-                read_tracks(self.track_path(v), self.fingerprint, self.ctx.sizes[v])
+                read_tracks(self.track_path(v), self.fingerprint, self.ctx.sizes[v], unpack=False)
             except ArtifactError:
                 missing.append(v)
         return missing

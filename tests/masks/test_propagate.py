@@ -18,6 +18,7 @@ from ccl_gs.masks.propagate import (
     mask_iou,
     order_views,
     propagate_tracks,
+    sam2_frames,
     select_first_masks,
 )
 
@@ -166,3 +167,17 @@ def test_label_index_maps_equals_label_masks():
         fast = label_index_maps(maps, M0 + 1, tracks, ids, thr)
         np.testing.assert_array_equal(fast, label_masks(masks, tracks, ids, thr))
     assert fast[4] == 3 and fast[2] == 5 and fast[7] == -1
+
+
+def test_in_memory_frames_match_sam2_jpeg_loader(tmp_path):
+    from PIL import Image
+    from sam2.utils.misc import load_video_frames
+
+    rng = np.random.default_rng(4)
+    decoded = []
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i}.jpg", quality=90)
+        decoded.append(np.asarray(Image.open(tmp_path / f"{i}.jpg").convert("RGB")))
+    ref, h, w = load_video_frames(str(tmp_path), 64, offload_video_to_cpu=True, compute_device=torch.device("cpu"))
+    assert (h, w) == (30, 40)
+    torch.testing.assert_close(sam2_frames(decoded, 64), ref.float(), atol=1e-5, rtol=0)
