@@ -5,8 +5,10 @@
    ``label_index_maps`` (pixel-pair counts, what stage 1 uses), ``label_masks``
    (one dense matrix product) and a per-pair numpy loop on a subset; all three
    must agree.
-2. A whole run on a synthetic scene with the precomputed (simulated) masks /
-   tracks and the oracle encoder: seconds per image, and a resumed no-op run.
+2. Whole runs on a synthetic scene with the precomputed (simulated) masks /
+   tracks and the oracle encoder at simulation levels 0, 1, 2, with the default
+   merge config and with ``priority="granularity"`` (wholes win wp pixels): seconds per image, a resumed no-op run, and how the wp masks,
+   their features and labels compare with the ground truth.
 3. A whole run on fern photos with tiny random-weight SAM / SAM2 / CLIP (the
    real code path; model cost is tiny, so this shows the pipeline's overhead).
 
@@ -91,26 +93,80 @@ def bench_labels(M: int, K: int, H: int, W: int, loop_pairs: int) -> dict:
     }
 
 
+def synthetic_quality(root: Path, out: Path) -> dict:
+    """How the artifact of a synthetic scene compares with its ground truth.
+
+    * ``wp_instance``: fraction of wp masks whose best ground-truth instance has IoU > 0.5;
+    * ``wp_class``: fraction of wp masks whose feature's nearest class text is that instance's class;
+    * ``label_consistency``: over tracked object instances, the fraction of their wp masks
+      (IoU > 0.5) carrying the instance's most common label.
+    """
+    from ccl_gs.data.synthetic.gt import GroundTruth
+    from ccl_gs.encoders.oracle import OracleEncoder
+    from ccl_gs.preprocess import load_preprocessed
+
+    gt = GroundTruth(root)
+    text = OracleEncoder(scene_root=root).encode_text(gt.classes).numpy()
+    inst_class = gt.instance_class()
+    manifest, images = load_preprocessed(out)
+    n = hit = cls_ok = 0
+    labels_of: dict[int, list[int]] = {}
+    for v, stem in enumerate(manifest.extra["images"]):
+        z = images[stem]
+        inst = gt.view(v)["instance"]
+        ids, areas = np.unique(inst, return_counts=True)
+        for r in np.where(z["levels"] == 1)[0]:
+            mask = z["index_maps"][1] == r
+            n += 1
+            under, inter = np.unique(inst[mask], return_counts=True)
+            ious = [c / (mask.sum() + areas[ids == i][0] - c) if i > 0 else 0.0 for i, c in zip(under, inter)]
+            best = int(np.argmax(ious))
+            if ious[best] > 0.5:
+                hit += 1
+                i = int(under[best])
+                cls = int(np.argmax(text @ z["features"][r].astype(np.float32)))
+                cls_ok += gt.classes[cls] == gt.classes[inst_class[i] - 1]
+                if i in gt.object_instances and z["labels"][r] > 0:
+                    labels_of.setdefault(i, []).append(int(z["labels"][r]))
+    consistent = sum(max(np.bincount(ls)) for ls in labels_of.values())
+    total = sum(len(ls) for ls in labels_of.values())
+    return {
+        "wp_masks": n,
+        "wp_instance": hit / max(n, 1),
+        "wp_class": cls_ok / max(n, 1),
+        "label_consistency": consistent / max(total, 1),
+    }
+
+
 def bench_synthetic(views: int, size: int, tmp: Path) -> dict:
     from ccl_gs.data.synthetic import OutputConfig, SimConfig, SyntheticConfig, generate
 
-    t = time.perf_counter()
-    root = generate(
-        SyntheticConfig(seed=0, views=views, size=size),
-        OutputConfig(out=tmp / "syn", layout="3dovs", eval_views=2, points=500),
-        SimConfig(level=1),
-    )[0]
-    gen = time.perf_counter() - t
-    cfg = PreprocessConfig(mask_source="precomputed", track_source="precomputed", encoder="oracle")
-    opts = RunOptions(progress=False, device="cpu")
-    t = time.perf_counter()
-    res = run_preprocess(root, tmp / "pre_syn", cfg, opts)
-    run = time.perf_counter() - t
-    t = time.perf_counter()
-    again = run_preprocess(root, tmp / "pre_syn", cfg, opts)
-    resume = time.perf_counter() - t
-    assert res.complete and not again.processed
-    return {"views": views, "size": size, "generate_s": gen, "run_s": run, "s_per_image": run / views, "noop_rerun_s": resume}
+    out: dict = {"views": views, "size": size}
+    merges = {"default": MergeConfig(), "granularity": MergeConfig(priority="granularity")}
+    for level in (0, 1, 2):
+        t = time.perf_counter()
+        root = generate(
+            SyntheticConfig(seed=0, views=views, size=size),
+            OutputConfig(out=tmp / f"syn{level}", layout="3dovs", eval_views=2, points=500),
+            SimConfig(level=level),
+        )[0]
+        gen = time.perf_counter() - t
+        for mname, merge in merges.items():
+            cfg = PreprocessConfig(mask_source="precomputed", track_source="precomputed", encoder="oracle", merge=merge)
+            opts = RunOptions(progress=False, device="cpu")
+            dst = tmp / f"pre_syn{level}_{mname}"
+            t = time.perf_counter()
+            res = run_preprocess(root, dst, cfg, opts)
+            run = time.perf_counter() - t
+            t = time.perf_counter()
+            again = run_preprocess(root, dst, cfg, opts)
+            resume = time.perf_counter() - t
+            assert res.complete and not again.processed
+            out[f"level{level}_{mname}_merge"] = {
+                "generate_s": gen, "run_s": run, "s_per_image": run / views, "noop_rerun_s": resume,
+                **synthetic_quality(root, dst),
+            }
+    return out
 
 
 def bench_fern(n_views: int, tmp: Path) -> dict | None:
@@ -183,8 +239,14 @@ def main() -> int:
               f"{lab['index_maps_s']:.3f} s index maps (label_index_maps), {lab['dense_matmul_s']:.3f} s dense product "
               f"(label_masks), ~{lab['loop_s_extrapolated']:.1f} s per-pair loop (extrapolated); {lab['labelled']} labelled")
         out["synthetic"] = syn = bench_synthetic(args.views, args.size, tmp)
-        print(f"synthetic {syn['views']} views {syn['size']} px, precomputed + oracle: {syn['run_s']:.2f} s "
-              f"({syn['s_per_image']:.3f} s/image), no-op re-run {syn['noop_rerun_s']:.2f} s")
+        for key, q in syn.items():
+            if not key.startswith("level"):
+                continue
+            level, merge = key.split("_")[0][5:], key.split("_")[1]
+            print(f"synthetic {syn['views']} views {syn['size']} px, sim level {level}, precomputed + oracle, {merge} merge: "
+                  f"{q['run_s']:.2f} s ({q['s_per_image']:.3f} s/image), no-op re-run {q['noop_rerun_s']:.2f} s; "
+                  f"{q['wp_masks']} wp masks: {q['wp_instance']:.1%} match an instance (IoU > 0.5), "
+                  f"{q['wp_class']:.1%} nearest class right, labels {q['label_consistency']:.1%} consistent")
         fern = bench_fern(args.fern_views, tmp)
         if fern is not None:
             out["fern_tiny_models"] = fern
