@@ -294,15 +294,19 @@ def _precomputed_masks(ctx: Context) -> MaskSource:
 
 
 # ---------------------------------------------------------------------------
-# Track sources: (ctx, mask source) -> iterator of (view, track_masks [K, H, W], track_ids [K]) over all views
+# Track sources: (ctx, mask source, tracker or None) -> iterator of
+# (view, track_masks [K, H, W] bool, track_ids [K] int32) covering all views
 
-TrackSource = Callable[[Context, MaskSource], Iterator[tuple[int, np.ndarray, np.ndarray]]]
+TrackSource = Callable[[Context, MaskSource, "Sam2Tracker | None"], Iterator[tuple[int, np.ndarray, np.ndarray]]]
 TRACK_SOURCES: dict[str, TrackSource] = {}
 """Track sources by name."""
 
 
 def register_track_source(name: str):
-    """Decorator registering a track source ``(ctx, mask_source) -> iterator``."""
+    """Decorator registering a track source ``(ctx, mask_source, tracker) -> iterator``.
+
+    ``tracker`` is an already built tracker to use (or None: the source builds what it needs).
+    """
 
     def deco(fn):
         TRACK_SOURCES[name] = fn
@@ -319,7 +323,7 @@ def level_masks(ctx: Context, mask_source: MaskSource, view: int, image: np.ndar
 
 
 @register_track_source("sam2")
-def _sam2_tracks(ctx: Context, mask_source: MaskSource, tracker: Sam2Tracker | None = None):
+def _sam2_tracks(ctx: Context, mask_source: MaskSource, tracker: Sam2Tracker | None):
     """The wp masks of ``first_view`` (largest first, ``sam2.max_tracks``) propagated along the camera path."""
     from ccl_gs.masks.propagate import Sam2Error
 
@@ -338,7 +342,8 @@ def _sam2_tracks(ctx: Context, mask_source: MaskSource, tracker: Sam2Tracker | N
 
 
 @register_track_source("precomputed")
-def _precomputed_tracks(ctx: Context, mask_source: MaskSource):
+def _precomputed_tracks(ctx: Context, mask_source: MaskSource, tracker: Sam2Tracker | None):
+    """``<scene>/<tracks_dir>/<stem>.npz`` per view, resized (nearest) to the working size."""
     for view in range(ctx.n_views):
         path = _precomputed_file(ctx, ctx.cfg.tracks_dir, view, "--tracks-dir")
         try:
@@ -708,8 +713,8 @@ class Preprocessor:
     def compute_tracks(self) -> None:
         """Run the track source over all views and write ``tracks/<stem>.npz`` for each."""
         src = TRACK_SOURCES[self.cfg.track_source]
-        kwargs = {"tracker": self.components.tracker} if self.components.tracker is not None else {}
-        it = src(self.ctx, self.mask_source, **kwargs)
+        lazy_masks: MaskSource = lambda view, image: self.mask_source(view, image)  # noqa: E731 (built only if used)
+        it = src(self.ctx, lazy_masks, self.components.tracker)
         written = set()
         for view, masks, ids in _progress(it, self.ctx.n_views, "tracks", self.opts.progress):
             H, W = self.ctx.sizes[view]
