@@ -12,7 +12,7 @@ opacities uniform in 0.05-1):
   and SH degree 3, the same 3D scene at both resolutions
 
 Each figure is the median of ``--repeats`` runs after ``--warmup`` runs of
-forward, a weighted sum of all outputs, and backward to every input. The
+forward, the mean of all outputs, and backward to every input. The
 machine may be shared: timings are as measured, noisy.
 
     python bench/bench_rasterize.py [--repeats 7] [--warmup 2] [--quick]
@@ -137,11 +137,18 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="fewer repeats, skip the 504x378 case")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch intra-op threads (the numba kernels use all cores regardless); on a shared, "
+                         "oversubscribed machine torch with 2 threads was 10x slower than with 1")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "rasterize.json")
     args = ap.parse_args()
+    torch.set_num_threads(args.torch_threads)
     repeats = 3 if args.quick else args.repeats
     warmup = 1 if args.quick else args.warmup
 
+    import numba
+
+    print(f"torch threads {torch.get_num_threads()}, numba threads {numba.get_num_threads()}", flush=True)
     rows = []
     for ch in (3, 8):
         rows.append(run_case(f"20k_128_c{ch}", 20_000, 128, 128, ch, None, repeats, warmup))
@@ -184,8 +191,9 @@ def main() -> int:
         "note": "median wall time (and process CPU time), one camera, forward + backward to every input; "
                 "shared machine, noisy",
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "torch": torch.__version__},
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "numba_threads": numba.get_num_threads(), "python": platform.python_version(),
+                    "torch": torch.__version__, "numba": numba.__version__},
         "rows": rows,
         "reference_ratio_scaled": round(ratio, 1),
         "reference_ratio_2k_64": round(ratio_same, 1),

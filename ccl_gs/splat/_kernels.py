@@ -20,7 +20,9 @@ Differences that do not change the result:
   so gsplat would skip those pixels too.
 - ``sigma > SIGMA_SKIP`` is skipped before ``exp`` is called: with
   opacity <= 1 such alphas are far below 1/255, and it keeps every float out
-  of the subnormal range (subnormals make x86 CPUs ~10x slower).
+  of the subnormal range (subnormals make x86 CPUs ~10x slower). The
+  transmittance never falls below 1e-4 by the stopping rule, so it stays
+  normal too; no flush-to-zero setting is needed in any thread.
 
 Tiles are processed in parallel (``prange``); gradients are written per
 intersection (each belongs to one tile, so no two threads write the same
@@ -42,6 +44,7 @@ SIGMA_SKIP = np.float32(30.0)  # exp(-30) ~ 1e-13: alpha < 1/255 for any opacity
 HALF = np.float32(0.5)
 ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
+LIST_MODE = 48  # with at most this many pixels left in a tile, visit them from a list
 
 
 @njit(cache=True, nogil=True)
@@ -133,6 +136,30 @@ def _row_span(
     return _clamp_int(math.floor(centre - half), lo, hi), _clamp_int(math.ceil(centre + half) + 1.0, lo, hi)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _blend(
+    p: int, dx: float, dy: float, ca: float, cb: float, cc: float, op: float, g: int, k: int,
+    colors: np.ndarray, T: np.ndarray, acc: np.ndarray, last: np.ndarray, done: np.ndarray,
+) -> int:
+    """Blend Gaussian ``g`` (intersection ``k``) into tile pixel ``p``; 1 if ``p`` just finished."""
+    sigma = HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+    if sigma < ZERO or sigma > SIGMA_SKIP:
+        return 0
+    alpha = min(ALPHA_MAX, op * math.exp(-sigma))
+    if alpha < ALPHA_MIN:
+        return 0
+    next_T = T[p] * (ONE - alpha)
+    if next_T <= T_MIN:
+        done[p] = True
+        return 1
+    w = alpha * T[p]
+    for d in range(acc.shape[1]):
+        acc[p, d] += colors[g, d] * w
+    T[p] = next_T
+    last[p] = k
+    return 0
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=False)
 def composite_forward(
     means2d: np.ndarray,  # [I, 2] float32
@@ -151,6 +178,12 @@ def composite_forward(
     out_T: np.ndarray,  # [C, H, W] float32, final transmittance
     out_last: np.ndarray,  # [C, H, W] int64, last contributing intersection (-1: none)
 ) -> None:
+    """Front-to-back compositing of every tile.
+
+    While many pixels of a tile are still open, each Gaussian walks its
+    ellipse row by row; once few are left (<= ``LIST_MODE``), it walks the
+    list of open pixels instead, so finished pixels cost nothing.
+    """
     n_tiles = offsets.shape[0] - 1
     tile_height = (height + tile_size - 1) // tile_size
     n_img_tiles = tile_width * tile_height
@@ -170,10 +203,13 @@ def composite_forward(
         acc = np.zeros((npix, D), np.float32)
         last = np.full(npix, -1, np.int64)
         done = np.zeros(npix, np.bool_)
-        n_done = 0
+        n_open = npix
         row_open = np.full(y1 - y0, tw, np.int64)  # pixels of each row not yet done
+        open_list = np.empty(npix, np.int64)
+        n_list = 0
+        list_stale = True
         for k in range(offsets[t], offsets[t + 1]):
-            if n_done == npix:
+            if n_open == 0:
                 break
             g = flatten_ids[k]
             mx = means2d[g, 0]
@@ -182,6 +218,29 @@ def composite_forward(
             cb = conics[g, 1]
             cc = conics[g, 2]
             op = opacities[g]
+            if n_open <= LIST_MODE:
+                if list_stale:
+                    n_list = 0
+                    for p in range(npix):
+                        if not done[p]:
+                            open_list[n_list] = p
+                            n_list += 1
+                    list_stale = False
+                rx = radii[g, 0] + 1.0
+                ry = radii[g, 1] + 1.0
+                for j in range(n_list):
+                    p = open_list[j]
+                    if done[p]:
+                        continue
+                    r = p // tw
+                    dx = mx - (np.float32(x0 + p - r * tw) + HALF)
+                    dy = my - (np.float32(y0 + r) + HALF)
+                    if abs(dx) > rx or abs(dy) > ry:
+                        continue
+                    if _blend(p, dx, dy, ca, cb, cc, op, g, k, colors, T, acc, last, done):
+                        n_open -= 1
+                        list_stale = True
+                continue
             level = math.log(op * 255.0) + 1e-3  # sigma above this: alpha < 1/255
             ya = _clamp_int(math.floor(my - radii[g, 1] - 1.0), y0, y1)
             yb = _clamp_int(math.ceil(my + radii[g, 1] + 1.0), y0, y1)
@@ -196,23 +255,9 @@ def composite_forward(
                     if done[p]:
                         continue
                     dx = mx - (np.float32(px) + HALF)
-                    sigma = HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < ZERO or sigma > SIGMA_SKIP:
-                        continue
-                    alpha = min(ALPHA_MAX, op * math.exp(-sigma))
-                    if alpha < ALPHA_MIN:
-                        continue
-                    next_T = T[p] * (ONE - alpha)
-                    if next_T <= T_MIN:
-                        done[p] = True
-                        n_done += 1
+                    if _blend(p, dx, dy, ca, cb, cc, op, g, k, colors, T, acc, last, done):
+                        n_open -= 1
                         row_open[py - y0] -= 1
-                        continue
-                    w = alpha * T[p]
-                    for d in range(D):
-                        acc[p, d] += colors[g, d] * w
-                    T[p] = next_T
-                    last[p] = k
         for py in range(y0, y1):
             for px in range(x0, x1):
                 p = (py - y0) * tw + (px - x0)
@@ -220,6 +265,41 @@ def composite_forward(
                     out_colors[cam, py, px, d] = acc[p, d] + T[p] * backgrounds[cam, d]
                 out_T[cam, py, px] = T[p]
                 out_last[cam, py, px] = last[p]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _unblend(
+    p: int, dx: float, dy: float, ca: float, cb: float, cc: float, op: float, g: int,
+    colors: np.ndarray, T: np.ndarray, buf: np.ndarray, vc: np.ndarray, v_fin: np.ndarray,
+    g_geo: np.ndarray, g_col: np.ndarray,
+) -> None:
+    """Undo Gaussian ``g`` at pixel ``p`` (back to front) and add its gradients.
+
+    ``g_geo`` accumulates (means2d x, y, conic a, b, c, opacity); ``g_col`` the colour.
+    """
+    sigma = HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+    if sigma < ZERO or sigma > SIGMA_SKIP:
+        return
+    vis = math.exp(-sigma)
+    alpha = min(ALPHA_MAX, op * vis)
+    if alpha < ALPHA_MIN:
+        return
+    ra = ONE / (ONE - alpha)
+    T[p] *= ra
+    fac = alpha * T[p]
+    v_alpha = v_fin[p] * ra
+    for d in range(g_col.shape[0]):
+        g_col[d] += fac * vc[p, d]
+        v_alpha += (colors[g, d] * T[p] - buf[p, d] * ra) * vc[p, d]
+        buf[p, d] += colors[g, d] * fac
+    if op * vis <= ALPHA_MAX:
+        v_sigma = -op * vis * v_alpha
+        g_geo[0] += v_sigma * (ca * dx + cb * dy)
+        g_geo[1] += v_sigma * (cb * dx + cc * dy)
+        g_geo[2] += HALF * v_sigma * dx * dx
+        g_geo[3] += v_sigma * dx * dy
+        g_geo[4] += HALF * v_sigma * dy * dy
+        g_geo[5] += vis * v_alpha
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=False)
@@ -244,8 +324,11 @@ def composite_backward(
 ) -> None:
     """Back-to-front pass over each tile, as gsplat's backward kernel.
 
-    Row ``m`` of ``v_isect`` receives intersection ``m``'s gradient:
-    columns 0-1 means2d, 2-4 conics, 5 opacity, 6.. colours.
+    Pixel ``p`` takes part for intersections ``k <= last[p]``. While few
+    pixels take part (<= ``LIST_MODE``), each Gaussian walks the list of
+    those pixels; otherwise its ellipse row by row. Row ``m`` of ``v_isect``
+    receives intersection ``m``'s gradient: columns 0-1 means2d, 2-4 conics,
+    5 opacity, 6.. colours.
     """
     n_tiles = offsets.shape[0] - 1
     tile_height = (height + tile_size - 1) // tile_size
@@ -272,7 +355,6 @@ def composite_backward(
         # Per-pixel constant part of dL/dalpha * (1 - alpha): T_final (v_alpha - bg . v_colour).
         v_fin = np.empty(npix, np.float32)
         buf = np.zeros((npix, D), np.float32)
-        k_max = start - 1
         row_last = np.full(y1 - y0, -1, np.int64)  # last contributing intersection per row
         for py in range(y0, y1):
             for px in range(x0, x1):
@@ -280,14 +362,19 @@ def composite_backward(
                 T[p] = final_T[cam, py, px]
                 last[p] = last_ids[cam, py, px]
                 row_last[py - y0] = max(row_last[py - y0], last[p])
-                k_max = max(k_max, last[p])
                 bg_dot = ZERO
                 for d in range(D):
                     vc[p, d] = v_colors_out[cam, py, px, d]
                     bg_dot += backgrounds[cam, d] * vc[p, d]
                 v_fin[p] = T[p] * (v_alphas_out[cam, py, px] - bg_dot)
+        by_last = np.argsort(-last)  # pixels in the order they join going back to front
+        n_active = 0
+        k_max = last[by_last[0]]
+        g_geo = np.zeros(6, np.float32)
         g_col = np.zeros(D, np.float32)
         for k in range(k_max, start - 1, -1):
+            while n_active < npix and last[by_last[n_active]] >= k:
+                n_active += 1
             g = flatten_ids[k]
             mx = means2d[g, 0]
             my = means2d[g, 1]
@@ -295,57 +382,37 @@ def composite_backward(
             cb = conics[g, 1]
             cc = conics[g, 2]
             op = opacities[g]
-            level = math.log(op * 255.0) + 1e-3
-            g_x = ZERO
-            g_y = ZERO
-            g_a = ZERO
-            g_b = ZERO
-            g_c = ZERO
-            g_o = ZERO
-            for d in range(D):
-                g_col[d] = ZERO
-            ya = _clamp_int(math.floor(my - radii[g, 1] - 1.0), y0, y1)
-            yb = _clamp_int(math.ceil(my + radii[g, 1] + 1.0), y0, y1)
-            for py in range(ya, yb):
-                if k > row_last[py - y0]:
-                    continue
-                dy = my - (np.float32(py) + HALF)
-                xa, xb = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
-                row = (py - y0) * tw - x0
-                for px in range(xa, xb):
-                    p = row + px
-                    if k > last[p]:
+            g_geo[:] = ZERO
+            g_col[:] = ZERO
+            if n_active <= LIST_MODE:
+                rx = radii[g, 0] + 1.0
+                ry = radii[g, 1] + 1.0
+                for j in range(n_active):
+                    p = by_last[j]
+                    r = p // tw
+                    dx = mx - (np.float32(x0 + p - r * tw) + HALF)
+                    dy = my - (np.float32(y0 + r) + HALF)
+                    if abs(dx) > rx or abs(dy) > ry:
                         continue
-                    dx = mx - (np.float32(px) + HALF)
-                    sigma = HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < ZERO or sigma > SIGMA_SKIP:
+                    _unblend(p, dx, dy, ca, cb, cc, op, g, colors, T, buf, vc, v_fin, g_geo, g_col)
+            else:
+                level = math.log(op * 255.0) + 1e-3
+                ya = _clamp_int(math.floor(my - radii[g, 1] - 1.0), y0, y1)
+                yb = _clamp_int(math.ceil(my + radii[g, 1] + 1.0), y0, y1)
+                for py in range(ya, yb):
+                    if k > row_last[py - y0]:
                         continue
-                    vis = math.exp(-sigma)
-                    alpha = min(ALPHA_MAX, op * vis)
-                    if alpha < ALPHA_MIN:
-                        continue
-                    ra = ONE / (ONE - alpha)
-                    T[p] *= ra
-                    fac = alpha * T[p]
-                    v_alpha = v_fin[p] * ra
-                    for d in range(D):
-                        g_col[d] += fac * vc[p, d]
-                        v_alpha += (colors[g, d] * T[p] - buf[p, d] * ra) * vc[p, d]
-                        buf[p, d] += colors[g, d] * fac
-                    if op * vis <= ALPHA_MAX:
-                        v_sigma = -op * vis * v_alpha
-                        g_a += HALF * v_sigma * dx * dx
-                        g_b += v_sigma * dx * dy
-                        g_c += HALF * v_sigma * dy * dy
-                        g_x += v_sigma * (ca * dx + cb * dy)
-                        g_y += v_sigma * (cb * dx + cc * dy)
-                        g_o += vis * v_alpha
-            v_isect[k, 0] = g_x
-            v_isect[k, 1] = g_y
-            v_isect[k, 2] = g_a
-            v_isect[k, 3] = g_b
-            v_isect[k, 4] = g_c
-            v_isect[k, 5] = g_o
+                    dy = my - (np.float32(py) + HALF)
+                    xa, xb = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
+                    row = (py - y0) * tw - x0
+                    for px in range(xa, xb):
+                        p = row + px
+                        if k > last[p]:
+                            continue
+                        dx = mx - (np.float32(px) + HALF)
+                        _unblend(p, dx, dy, ca, cb, cc, op, g, colors, T, buf, vc, v_fin, g_geo, g_col)
+            for j in range(6):
+                v_isect[k, j] = g_geo[j]
             for d in range(D):
                 v_isect[k, 6 + d] = g_col[d]
 

@@ -117,6 +117,19 @@ def test_matches_dense_reference(C, N, width, height, D, per_camera_colors, with
     _assert_match(results, names)
 
 
+def test_dense_opaque_scene_matches_reference():
+    """Most pixels finish early: exercises the kernels' open-pixel list paths."""
+    C, N, W, H = 1, 400, 40, 27
+    scene = _scene(N, C, W, H, seed=17)
+    scene["opacities"] = 0.7 + 0.29 * torch.rand(N, generator=scene["gen"])
+    scene["scales"] = scene["scales"] * 3.0
+    colors = torch.rand(N, 3, generator=scene["gen"])
+    results = _run_both(scene, colors, W, H)
+    alpha = results[0][1]
+    assert (alpha > 0.99).float().mean() > 0.4, "most pixels should be (nearly) opaque"
+    _assert_match(results)
+
+
 @pytest.mark.parametrize("sh_degree", [0, 1, 2, 3])
 def test_spherical_harmonics_match_reference(sh_degree):
     C, N, W, H = 2, 120, 35, 27
