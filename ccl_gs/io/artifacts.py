@@ -109,11 +109,29 @@ def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
-def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Save arrays as an uncompressed ``.npz`` atomically."""
+def npz_bytes(arrays: dict[str, np.ndarray], compress: bool = False) -> bytes:
+    """An ``.npz`` archive of ``arrays`` with fixed timestamps: equal arrays give identical bytes.
+
+    (``np.savez`` stamps zip entries with the current time, so a resumed run
+    and a clean run would differ byte-wise.)
+    """
+    import zipfile
+
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buf, "w", compression=method) as zf:
+        for key, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            b = io.BytesIO()
+            np.lib.format.write_array(b, np.asarray(arr), allow_pickle=False)
+            zf.writestr(info, b.getvalue())
+    return buf.getvalue()
+
+
+def save_npz_atomic(path: str | os.PathLike, compress: bool = False, **arrays: np.ndarray) -> None:
+    """Save arrays as a byte-deterministic ``.npz`` atomically (see :func:`npz_bytes`)."""
+    atomic_write_bytes(path, npz_bytes(arrays, compress=compress))
 
 
 def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

@@ -215,7 +215,7 @@ def simulate_tracks(gt: GroundTruth, cfg: SimConfig) -> list[tuple[np.ndarray, n
 
 def write_simulation(scene_root: str | Path, cfg: SimConfig) -> None:
     """Write ``sim_masks/`` and ``sim_tracks/`` (with manifests) for every view of a synthetic scene folder."""
-    from ccl_gs.data.synthetic.writers import save_npz
+    from ccl_gs.io.artifacts import save_npz_atomic
 
     root = Path(scene_root)
     gt = GroundTruth(root)
@@ -223,9 +223,9 @@ def write_simulation(scene_root: str | Path, cfg: SimConfig) -> None:
     inputs = {"gt_meta": file_hash(gt.meta_path)}
     for v, stem in enumerate(gt.stems):
         rm = simulate_masks(gt, v, res)
-        save_npz(root / "sim_masks" / f"{stem}.npz", masks=rm.masks, granularity=rm.granularity, scores=rm.scores)
+        save_npz_atomic(root / "sim_masks" / f"{stem}.npz", compress=True, masks=rm.masks, granularity=rm.granularity, scores=rm.scores)
     for stem, (tm, ti) in zip(gt.stems, simulate_tracks(gt, res)):
-        save_npz(root / "sim_tracks" / f"{stem}.npz", track_masks=tm, track_ids=ti)
+        save_npz_atomic(root / "sim_tracks" / f"{stem}.npz", compress=True, track_masks=tm, track_ids=ti)
     cfg_json = to_jsonable(res)
     note = {"note": "simulated from exact ground truth; see ccl_gs.data.synthetic.simulate"}
     Manifest("sim_masks", SIM_FORMAT_VERSION, cfg_json, inputs, note).save(root / "sim_masks")

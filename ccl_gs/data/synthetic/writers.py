@@ -32,7 +32,7 @@ import numpy as np
 
 from ccl_gs.data.scene import Camera, Scene, split_views
 from ccl_gs.data.synthetic.generator import SyntheticScene
-from ccl_gs.io.artifacts import atomic_write_bytes, to_jsonable, write_json
+from ccl_gs.io.artifacts import atomic_write_bytes, save_npz_atomic, to_jsonable, write_json
 
 GT_FORMAT_VERSION = 1
 LAYOUT_DIRS = {"3dovs": "3dovs", "lerf": "lerf_ovs"}
@@ -88,25 +88,6 @@ def image_stems(layout: str, n_views: int) -> list[str]:
         width = max(2, len(str(n_views - 1)))
         return [f"{i:0{width}d}" for i in range(n_views)]
     return [f"frame_{i + 1:05d}" for i in range(n_views)]
-
-
-def npz_bytes(arrays: dict[str, np.ndarray], compress: bool = True) -> bytes:
-    """An ``.npz`` archive of ``arrays`` with fixed timestamps (byte-identical for equal arrays)."""
-    buf = io.BytesIO()
-    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with zipfile.ZipFile(buf, "w", compression=method) as zf:
-        for key, arr in arrays.items():
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = method
-            b = io.BytesIO()
-            np.lib.format.write_array(b, np.ascontiguousarray(arr), allow_pickle=False)
-            zf.writestr(info, b.getvalue())
-    return buf.getvalue()
-
-
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write a compressed, deterministic ``.npz`` atomically."""
-    atomic_write_bytes(path, npz_bytes(arrays))
 
 
 def _image_bytes(rgb: np.ndarray, fmt: str, quality: int = 95) -> bytes:
@@ -177,7 +158,7 @@ def _gt_meta(scene: SyntheticScene, stems: list[str], image_names: list[str], ev
 def _write_gt(root: Path, scene: SyntheticScene, renders: list[dict], stems: list[str], names: list[str],
               eval_views: list[int], layout: str) -> None:
     for stem, r in zip(stems, renders):
-        save_npz(root / "gt" / f"{stem}.npz", **{k: r[k] for k in ("instance", "part", "subpart", "class_id", "depth")})
+        save_npz_atomic(root / "gt" / f"{stem}.npz", compress=True, **{k: r[k] for k in ("instance", "part", "subpart", "class_id", "depth")})
     write_json(root / "gt" / "meta.json", _gt_meta(scene, stems, names, eval_views, layout))
 
 
