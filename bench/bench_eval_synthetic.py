@@ -68,7 +68,6 @@ from ccl_gs.metrics import lerf_ovs, ovs3d  # noqa: E402
 from ccl_gs.metrics.labels import load_scene_labels, ovs3d_views, read_ovs3d_classes, read_ovs3d_view_masks  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "eval_synthetic.json"
-VARIANTS = ("oracle", "shuffled", "random_smooth", "random_iid")
 ORACLE_LEVELS = (0.5, 1.0, 0.25)
 """LERF-OVS oracle: the exact mask times these factors, one per level (level 1 must win)."""
 SMOOTH_SIGMA = 8.0
@@ -96,8 +95,8 @@ SCENES = (SceneSpec(seed=0, path="orbit", width=256, height=256), SceneSpec(seed
 # ----------------------------------------------------------------------------- data
 
 
-def generate(spec: SceneSpec, data: Path) -> tuple[Path, Path, float]:
-    """Generate ``spec`` in both layouts (reused when already there); returns (3dovs root, lerf root, seconds)."""
+def generate(spec: SceneSpec, data: Path) -> tuple[Path, Path, float | None]:
+    """Generate ``spec`` in both layouts; returns (3dovs root, lerf root, seconds, or None when reused from ``data``)."""
     ovs_root, lerf_root = data / "3dovs" / spec.name, data / "lerf_ovs" / spec.name
     meta = ovs_root / "gt" / "meta.json"
     if meta.is_file() and (lerf_root / "gt" / "meta.json").is_file():
@@ -105,7 +104,7 @@ def generate(spec: SceneSpec, data: Path) -> tuple[Path, Path, float]:
         if (gen["seed"], gen["path"], gen["size"], gen["height"], gen["views"]) == (
             spec.seed, spec.path, spec.width, spec.height, spec.views
         ) and len(read_json(meta)["eval_views"]) == spec.eval_views:
-            return ovs_root, lerf_root, 0.0
+            return ovs_root, lerf_root, None
     cmd = [
         sys.executable, "-m", "ccl_gs.data.synthetic", "--out", str(data), "--layout", "both", "--name", spec.name,
         "--seed", str(spec.seed), "--path", spec.path, "--size", str(spec.width), "--height", str(spec.height),
@@ -136,33 +135,57 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
 # ----------------------------------------------------------------------------- predictions
 
 
+def _lerf_oracle(gt: GroundTruth, frames: list, k: int, i: int, rng: np.random.Generator) -> np.ndarray:
+    fr = frames[k]
+    m = class_mask(gt, fr.frame_stem, fr.categories[i]).astype(np.float32)
+    return np.stack([f * m for f in ORACLE_LEVELS])
+
+
+def _lerf_shuffled(gt: GroundTruth, frames: list, k: int, i: int, rng: np.random.Generator) -> np.ndarray:
+    fr = frames[k]
+    cats = fr.categories
+    if len(cats) > 1:
+        return class_mask(gt, fr.frame_stem, cats[(i + 1) % len(cats)]).astype(np.float32)[None]
+    other = frames[(k + 1) % len(frames)]
+    alt = next((c for c in other.categories if c != cats[i]), other.categories[0])
+    return class_mask(gt, other.frame_stem, alt).astype(np.float32)[None]
+
+
+def _lerf_random_smooth(gt: GroundTruth, frames: list, k: int, i: int, rng: np.random.Generator) -> np.ndarray:
+    return smooth_noise(rng, (len(ORACLE_LEVELS), frames[k].height, frames[k].width))
+
+
+def _lerf_random_iid(gt: GroundTruth, frames: list, k: int, i: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.random((len(ORACLE_LEVELS), frames[k].height, frames[k].width), dtype=np.float32)
+
+
+LERF_PREDICTIONS = {
+    "oracle": _lerf_oracle,
+    "shuffled": _lerf_shuffled,
+    "random_smooth": _lerf_random_smooth,
+    "random_iid": _lerf_random_iid,
+}
+"""Variant -> ``(ground truth, labelled frames, frame index k, category index i, rng) -> relevancy [L, H, W]``."""
+
+OVS3D_PREDICTIONS = {
+    "oracle": lambda onehot, rng: onehot,
+    "shuffled": lambda onehot, rng: np.roll(onehot, 1, axis=0),  # channel c holds class c - 1's mask
+    "random_smooth": lambda onehot, rng: smooth_noise(rng, onehot.shape),
+    "random_iid": lambda onehot, rng: rng.random(onehot.shape, dtype=np.float32),
+}
+"""Variant -> ``(exact one-hot [C, H, W], rng) -> scores [C, H, W]``."""
+
+
 def write_lerf_predictions(variant: str, labels: Path, lerf_roots: dict[str, Path], renders: Path, seed: int) -> None:
     """Relevancy files ``<renders>/<scene>/<frame>/<query>.npy`` of one variant for every labelled pair."""
     rng = np.random.default_rng(seed)
+    predict = LERF_PREDICTIONS[variant]
     for scene, root in lerf_roots.items():
         gt = GroundTruth(root)
         frames = load_scene_labels(labels / scene)
         for k, fr in enumerate(frames):
-            cats = fr.categories
-            for i, q in enumerate(cats):
-                H, W = fr.height, fr.width
-                if variant == "oracle":
-                    m = class_mask(gt, fr.frame_stem, q).astype(np.float32)
-                    rel = np.stack([f * m for f in ORACLE_LEVELS])
-                elif variant == "shuffled":
-                    if len(cats) > 1:
-                        rel = class_mask(gt, fr.frame_stem, cats[(i + 1) % len(cats)]).astype(np.float32)[None]
-                    else:
-                        other = frames[(k + 1) % len(frames)]
-                        alt = next((c for c in other.categories if c != q), other.categories[0])
-                        rel = class_mask(gt, other.frame_stem, alt).astype(np.float32)[None]
-                elif variant == "random_smooth":
-                    rel = smooth_noise(rng, (len(ORACLE_LEVELS), H, W))
-                elif variant == "random_iid":
-                    rel = rng.random((len(ORACLE_LEVELS), H, W), dtype=np.float32)
-                else:
-                    raise ValueError(variant)
-                lerf_ovs.save_render(renders, scene, fr.frame_stem, q, rel)
+            for i, q in enumerate(fr.categories):
+                lerf_ovs.save_render(renders, scene, fr.frame_stem, q, predict(gt, frames, k, i, rng))
 
 
 def write_ovs3d_predictions(variant: str, ovs_roots: dict[str, Path], renders: Path, seed: int) -> None:
@@ -172,23 +195,14 @@ def write_ovs3d_predictions(variant: str, ovs_roots: dict[str, Path], renders: P
     sorted order, so the evaluation's reordering is exercised.
     """
     rng = np.random.default_rng(seed)
+    predict = OVS3D_PREDICTIONS[variant]
     for scene, root in ovs_roots.items():
         gt = GroundTruth(root)
         C = len(gt.classes)
         for view in ovs3d_views(root / "segmentations"):
             cmap = gt.view(gt.view_of_stem(view))["class_id"]  # [H, W], 1..C (0 = no surface)
             onehot = (cmap[None] == np.arange(1, C + 1)[:, None, None]).astype(np.float32)  # [C, H, W]
-            if variant == "oracle":
-                scores = onehot
-            elif variant == "shuffled":
-                scores = np.roll(onehot, 1, axis=0)  # channel c holds class c - 1's mask
-            elif variant == "random_smooth":
-                scores = smooth_noise(rng, onehot.shape)
-            elif variant == "random_iid":
-                scores = rng.random(onehot.shape, dtype=np.float32)
-            else:
-                raise ValueError(variant)
-            ovs3d.save_render(renders, scene, view, scores, gt.classes)
+            ovs3d.save_render(renders, scene, view, predict(onehot, rng), gt.classes)
 
 
 def run_cli(script: str, args: list[str]) -> tuple[dict, float]:
@@ -460,8 +474,8 @@ def main() -> int:
         for spec in SCENES:
             ovs_root, lerf_root, s = generate(spec, data)
             scenes[spec.name] = (ovs_root, lerf_root)
-            gen_seconds[spec.name] = round(s, 1)
-            print(f"scene {spec.name}: {'reused' if s == 0 else f'generated in {s:.1f} s'}")
+            gen_seconds[spec.name] = None if s is None else round(s, 1)
+            print(f"scene {spec.name}: {'reused' if s is None else f'generated in {s:.1f} s'}")
         labels = data / "lerf_ovs" / "label"
         expected_pairs = sum(len(fr.categories) for s in scenes for fr in load_scene_labels(labels / s))
         expected_views = sum(len(ovs3d_views(r / "segmentations")) for r, _ in scenes.values())
@@ -474,7 +488,7 @@ def main() -> int:
             "label_fidelity": label_fidelity(labels, {s: r for s, (_, r) in scenes.items()}),
             "variants": {},
         }
-        for variant in VARIANTS:
+        for variant in LERF_PREDICTIONS:
             res["variants"][variant] = evaluate_variant(variant, data, labels, scenes, work, args.seed, args.peak_samples)
         res["checks"] = checks(res, expected_pairs, expected_views)
 
