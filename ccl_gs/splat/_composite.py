@@ -116,8 +116,9 @@ class _Composite(torch.autograd.Function):
         out_colors = np.empty((C, height, width, D), f32)
         out_T = np.empty((C, height, width), f32)
         out_last = np.empty((C, height, width), np.int64)
-        _kernels.composite_forward(
-            *arrays, width, height, isect.tile_size, isect.tile_width, out_colors, out_T, out_last
+        _kernels.launch(
+            _kernels.composite_forward,
+            *arrays, width, height, isect.tile_size, isect.tile_width, out_colors, out_T, out_last,
         )
         ctx.arrays = arrays
         ctx.out_T = out_T
@@ -141,7 +142,8 @@ class _Composite(torch.autograd.Function):
         v_alphas_np = _np(v_render_alphas.reshape(C, height, width), f32)
         v_isect = np.zeros((M, 6 + D), f32)
         if M > 0:
-            _kernels.composite_backward(
+            _kernels.launch(
+                _kernels.composite_backward,
                 *arrays, width, height, tile_size, tile_width,
                 ctx.out_T, ctx.out_last, v_colors_np, v_alphas_np, v_isect,
             )

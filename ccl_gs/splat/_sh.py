@@ -18,6 +18,8 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
+from ccl_gs.splat._kernels import launch
+
 MAX_DEGREE = 3
 
 C0 = 0.2820947917738781
@@ -184,7 +186,7 @@ class _SHColors(torch.autograd.Function):
             np.ascontiguousarray(visible.cpu().numpy()),
         )
         out = np.zeros((C, N, 3), arrs[0].dtype)
-        _sh_forward(*arrs, out)
+        launch(_sh_forward, *arrs, out)
         ctx.arrs = arrs
         ctx.device = means.device
         return torch.from_numpy(out).to(means.device)
@@ -194,8 +196,8 @@ class _SHColors(torch.autograd.Function):
         means, campos, coeffs, degree, visible = ctx.arrs
         v_coeffs = np.zeros_like(coeffs)
         v_means = np.zeros_like(means)
-        _sh_backward(means, campos, coeffs, degree, visible,
-                     np.ascontiguousarray(v_out.detach().cpu().numpy().astype(means.dtype)), v_coeffs, v_means)
+        v_out_np = np.ascontiguousarray(v_out.detach().cpu().numpy().astype(means.dtype))
+        launch(_sh_backward, means, campos, coeffs, degree, visible, v_out_np, v_coeffs, v_means)
         ctx.arrs = None
         dev = ctx.device
         return torch.from_numpy(v_means).to(dev), torch.from_numpy(v_coeffs).to(dev), None, None, None
