@@ -119,7 +119,7 @@ class MergeConfig:
         metadata={"help": "When no mask of a granularity passes a test, this many best-scored masks pass it (LangSplat mask_nms)."},
     )
     cross_iou_thr: float = field(
-        default=0.8,
+        default=0.9,
         metadata={"help": "Within a level, a mask of one granularity duplicating a higher-scored mask (IoU above this) is removed."},
     )
     min_area: int = field(
@@ -127,8 +127,13 @@ class MergeConfig:
         metadata={"help": "Candidate masks with fewer pixels are dropped before NMS (at least 1: empty masks have no IoU)."},
     )
     priority: str = field(
-        default="score",
-        metadata={"help": "Who wins a pixel covered by several masks of a level: 'score', 'area' (smaller wins) or 'granularity'."},
+        default="granularity",
+        metadata={
+            "help": "Who wins a pixel covered by several masks of a level: 'granularity' (the level's own granularity "
+            "first - subparts in sp, wholes in wp - parts fill the rest; by score within), 'score' or 'area' "
+            "(smaller wins). With 'score', a part that outscores its whole takes the whole's pixels and wp stops "
+            "being object-level."
+        },
     )
     min_visible_area: int = field(
         default=100,

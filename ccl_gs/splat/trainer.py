@@ -44,7 +44,7 @@ class RGBTrainConfig:
     out: Path = field(default=Path("outputs/fern"), metadata={"help": "Output folder."})
     format: str = field(default="auto", metadata={"help": "Scene format: auto | colmap | llff | nerfstudio | blender."})
     factor: int = field(
-        default=16, metadata={"help": "Image downscale factor; LLFF/COLMAP read the images_<factor> folder when present."}
+        default=1, metadata={"help": "Image downscale factor; LLFF/COLMAP read the images_<factor> folder when present."}
     )
     test_every: int = field(default=8, metadata={"help": "Hold out every n-th view (0 = none). Blender keeps its own split at 8."})
     iterations: int = field(default=1500, metadata={"help": "Optimization steps (one view per step)."})

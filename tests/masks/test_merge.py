@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -117,11 +119,23 @@ def test_area_priority_puts_smaller_masks_on_top() -> None:
 def test_swallowed_masks_dropped_and_uncovered_is_minus_one() -> None:
     part = rect(0, 30, 0, 30)
     sub = rect(5, 15, 5, 15)
-    out = two_level_masks(raw_of([part, sub], [PART, SUB], [0.95, 0.75]), CFG)
+    out = two_level_masks(raw_of([part, sub], [PART, SUB], [0.95, 0.75]), dataclasses.replace(CFG, priority="score"))
     assert_consistent(out)
     assert len(rows_at(out, 0)) == 1  # the subpart is hidden under a better part -> dropped
     assert out.index_maps[0, 31, 39] == -1 and out.index_maps[1, 31, 39] == -1
     assert (out.index_maps[0] >= 0).sum() == 900
+
+
+def test_granularity_priority_keeps_the_level_own_granularity_on_top() -> None:
+    part = rect(0, 30, 0, 30)
+    sub = rect(5, 15, 5, 15)
+    out = two_level_masks(raw_of([part, sub], [PART, SUB], [0.95, 0.75]), dataclasses.replace(CFG, priority="granularity"))
+    assert_consistent(out)
+    sp = rows_at(out, 0)
+    assert len(sp) == 2  # sp: the subpart wins its pixels, the part fills the rest
+    assert (out.index_maps[0] >= 0).sum() == 900
+    sub_row = [r for r in sp if out.masks[r].sum() == 100]
+    assert len(sub_row) == 1 and out.index_maps[0, 10, 10] == sub_row[0]
 
 
 def test_min_visible_area_drops_slivers_and_repaints() -> None:

@@ -93,7 +93,7 @@ def _train_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_outputs_reuse_and_config_change(tmp_path):
     out = tmp_path / "cli"
-    common = ["--data", str(FERN), "--out", str(out), "--iterations", "4", "--init.max-points", "1500",
+    common = ["--data", str(FERN), "--factor", "16", "--out", str(out), "--iterations", "4", "--init.max-points", "1500",
               "--sh-degree", "1", "--no-progress", "--no-save-renders"]
     r = _train_cli(*common)
     assert r.returncode == 0, r.stderr
