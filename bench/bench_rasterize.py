@@ -146,9 +146,9 @@ def main() -> int:
     repeats = 3 if args.quick else args.repeats
     warmup = 1 if args.quick else args.warmup
 
-    import numba
+    import numba  # thread queries only after the first kernel launch, which picks numba's threading layer
 
-    print(f"torch threads {torch.get_num_threads()}, numba threads {numba.get_num_threads()}", flush=True)
+    print(f"torch threads {torch.get_num_threads()}", flush=True)
     rows = []
     for ch in (3, 8):
         rows.append(run_case(f"20k_128_c{ch}", 20_000, 128, 128, ch, None, repeats, warmup))
@@ -181,6 +181,7 @@ def main() -> int:
         print(f"{r['case']:<22}{r['backend']:<11}{r['gaussians']:>8}{str(r['width']) + 'x' + str(r['height']):>10}"
               f"{r['channels']:>4}{r['forward_ms']:>9}{r['fwd_bwd_ms']:>12}{r['fwd_bwd_cpu_ms']:>9}"
               f"{r.get('intersections', ''):>10}")
+    print(f"numba threads {numba.get_num_threads()}, layer {numba.threading_layer()}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(wall times grow with the load; 'cpu ms' is this process's CPU time, all threads)")
     ratio = ref["scaled_to_20k_128_fwd_bwd_ms"] / rows[0]["fwd_bwd_ms"]
@@ -192,7 +193,8 @@ def main() -> int:
                 "shared machine, noisy",
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "numba_threads": numba.get_num_threads(), "python": platform.python_version(),
+                    "numba_threads": numba.get_num_threads(), "numba_threading_layer": numba.threading_layer(),
+                    "python": platform.python_version(),
                     "torch": torch.__version__, "numba": numba.__version__},
         "rows": rows,
         "reference_ratio_scaled": round(ratio, 1),

@@ -158,7 +158,6 @@ class _Composite(torch.autograd.Function):
         if ctx.has_bg and ctx.needs_input_grad[4]:
             T = torch.from_numpy(ctx.out_T).to(device=ctx.device, dtype=ctx.dtype)
             v_backgrounds = (v_render_colors * T[..., None]).sum(dim=(1, 2))  # [C, D]
-        ctx.arrays = None
         return v_means2d, v_conics, v_colors, v_opacities, v_backgrounds, None, None, None, None
 
 

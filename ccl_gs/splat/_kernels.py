@@ -61,9 +61,11 @@ def launch(kernel, *args) -> None:  # noqa: ANN001
     ``workqueue`` layer, whose idle workers sleep. The default ``omp`` layer
     loads a second OpenMP runtime next to PyTorch's, and its idle workers take
     CPU from the PyTorch ops that run between kernels: on a shared 2-core
-    machine forward + backward at 100k Gaussians measured ~1.6x slower in wall
-    time (and 10x slower with ``OMP_WAIT_POLICY=PASSIVE``). ``workqueue`` may
-    not be entered by two threads at once, hence the lock.
+    machine forward + backward at 100k Gaussians measured 1.5x to over 10x
+    slower than with ``workqueue``. ``workqueue`` may not be entered by two
+    threads at once, hence the lock. The layer is fixed by the first parallel
+    numba call in the process (``numba.get_num_threads()`` counts), so code
+    that runs numba first decides.
     """
     global _layer_chosen
     with _launch_lock:
