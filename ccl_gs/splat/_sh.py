@@ -198,7 +198,6 @@ class _SHColors(torch.autograd.Function):
         v_means = np.zeros_like(means)
         v_out_np = np.ascontiguousarray(v_out.detach().cpu().numpy().astype(means.dtype))
         launch(_sh_backward, means, campos, coeffs, degree, visible, v_out_np, v_coeffs, v_means)
-        ctx.arrs = None
         dev = ctx.device
         return torch.from_numpy(v_means).to(dev), torch.from_numpy(v_coeffs).to(dev), None, None, None
 
