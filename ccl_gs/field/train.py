@@ -186,7 +186,7 @@ class FieldTrainer:
         self.opt_features.zero_grad(set_to_none=True)
         self.opt_decoder.zero_grad(set_to_none=True)
         self.step_count += 1
-        return {"sem": float(loss), "n": int(self.params["means"].shape[0])}
+        return {"sem": float(loss.detach()), "n": int(self.params["means"].shape[0])}
 
     @torch.no_grad()
     def pixel_accuracy(self, dataset) -> float:

@@ -63,9 +63,21 @@ class RGBTrainConfig:
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
 
+CPU_TORCH_THREADS = 1
+"""PyTorch intra-op threads on CPU. The rasterizer's numba kernels already use
+every core; PyTorch's OpenMP threads spinning beside them made training 5-30x
+slower on 2 cores, so PyTorch runs single-threaded (``CCL_GS_TORCH_THREADS``
+overrides)."""
+
+
 def device_for_run() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when available, else CPU (with PyTorch set to :data:`CPU_TORCH_THREADS` threads)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    import os
+
+    torch.set_num_threads(int(os.environ.get("CCL_GS_TORCH_THREADS", CPU_TORCH_THREADS)))
+    return torch.device("cpu")
 
 
 def scene_focus(scene) -> np.ndarray:
