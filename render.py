@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_args(RenderConfig, parser.parse_args(argv), base=RenderConfig())
     try:
         s = render_queries(cfg)
-    except (ValueError, RuntimeError, OSError) as e:
+    except (ValueError, RuntimeError, OSError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(

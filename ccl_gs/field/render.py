@@ -82,8 +82,7 @@ def heatmap_over(rgb: np.ndarray, rel: np.ndarray, alpha: float = 0.6) -> np.nda
 
 def make_encoder(spec: dict[str, Any]):
     """Rebuild the encoder that preprocessing used, from the spec stored in the manifests."""
-    import ccl_gs.encoders  # noqa: F401  (registers the encoders)
-    from ccl_gs.encoders.base import build_encoder
+    from ccl_gs.encoders import build_encoder
 
     if not spec:
         raise QueryError("the trained field does not record its text encoder; re-run preprocessing")
