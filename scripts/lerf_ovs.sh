@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# CCL-LGS on one LERF-OVS scene (COLMAP or nerfstudio layout + LangSplat labels):
+#   preprocess (SAM, SAM2, CLIP) -> codebook -> RGB Gaussians -> semantic field
+#   -> render the label categories on the labelled frames -> LERF-OVS evaluation.
+#
+#   bash scripts/lerf_ovs.sh SCENE LABELS OUT [--stage NAME]
+#
+# SCENE: e.g. lerf_ovs/teatime (images/ + sparse/0 or transforms.json);
+# LABELS: the label root holding LABELS/<scene>/frame_XXXXX.json.
+# Model weights: SAM_CKPT, SAM2_CKPT, CLIP_PRETRAINED as in scripts/ovs3d.sh. Each stage
+# skips its work when its artifact is current; --stage runs one stage alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 3 ] || { sed -n '2,11p' "$0"; exit 2; }
+SCENE=$1; LABELS=$2; OUT=$3; shift 3
+STAGE=all
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) STAGE=$2; shift 2 ;;
+    *) echo "error: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+NAME=$(basename "$SCENE")
+[ -d "$LABELS/$NAME" ] || { echo "error: label folder $LABELS/$NAME not found" >&2; exit 2; }
+PY=${PY:-.venv/bin/python}
+SAM_CKPT=${SAM_CKPT:-ckpts/sam_vit_h_4b8939.pth}
+SAM2_CKPT=${SAM2_CKPT:-ckpts/sam2.1_hiera_large.pt}
+CLIP_PRETRAINED=${CLIP_PRETRAINED:-laion2b_s34b_b88k}
+run() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+
+if run preprocess; then
+  "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --sam-checkpoint "$SAM_CKPT" \
+    --sam2-checkpoint "$SAM2_CKPT" --clip-pretrained "$CLIP_PRETRAINED"
+fi
+if run codebook; then
+  "$PY" -m ccl_gs.codebook --preprocessed "$OUT/preprocess" --out "$OUT/codebook"
+fi
+if run rgb; then
+  # labelled frames are training views (the LERF-OVS protocol): train on all views
+  "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --test-every 0 --iterations 30000 \
+    --densify.refine-stop-iter 15000
+fi
+if run field; then
+  "$PY" -m ccl_gs.field --codebook "$OUT/codebook" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
+fi
+if run render; then
+  "$PY" render.py --field-dir "$OUT/field" --out "$OUT/render" --lerf-labels "$LABELS/$NAME"
+fi
+if run eval; then
+  "$PY" eval/lerf_ovs.py --renders "$OUT/render/lerf_ovs" --labels "$LABELS" --scenes "$NAME" \
+    --out "$OUT/eval_lerf_ovs.json"
+fi

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# CCL-LGS on one 3D-OVS scene (LLFF layout + segmentations/):
+#   preprocess (SAM, SAM2, CLIP) -> codebook -> RGB Gaussians -> semantic field
+#   -> render the classes on the segmentation views -> 3D-OVS evaluation.
+#
+#   bash scripts/ovs3d.sh SCENE OUT [--stage NAME]
+#
+# SCENE holds images/, poses_bounds.npy and segmentations/{classes.txt,<view>/<class>.png}.
+# Model weights: SAM_CKPT (sam_vit_h_4b8939.pth), SAM2_CKPT (sam2.1_hiera_large.pt); CLIP
+# loads by name through open_clip (CLIP_PRETRAINED may be a local file). Each stage skips
+# its work when its artifact is current; --stage runs one stage alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { sed -n '2,11p' "$0"; exit 2; }
+SCENE=$1; OUT=$2; shift 2
+STAGE=all
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) STAGE=$2; shift 2 ;;
+    *) echo "error: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ -d "$SCENE/segmentations" ] || { echo "error: $SCENE/segmentations not found (not a 3D-OVS scene)" >&2; exit 2; }
+PY=${PY:-.venv/bin/python}
+SAM_CKPT=${SAM_CKPT:-ckpts/sam_vit_h_4b8939.pth}
+SAM2_CKPT=${SAM2_CKPT:-ckpts/sam2.1_hiera_large.pt}
+CLIP_PRETRAINED=${CLIP_PRETRAINED:-laion2b_s34b_b88k}
+FACTOR=${FACTOR:-4}
+run() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+
+if run preprocess; then
+  "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --sam-checkpoint "$SAM_CKPT" \
+    --sam2-checkpoint "$SAM2_CKPT" --clip-pretrained "$CLIP_PRETRAINED"
+fi
+if run codebook; then
+  "$PY" -m ccl_gs.codebook --preprocessed "$OUT/preprocess" --out "$OUT/codebook"
+fi
+if run rgb; then
+  # 3D-OVS evaluates on training views: train on all of them
+  "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --factor "$FACTOR" --test-every 0 --iterations 30000 \
+    --densify.refine-stop-iter 15000
+fi
+if run field; then
+  "$PY" -m ccl_gs.field --codebook "$OUT/codebook" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
+fi
+if run render; then
+  "$PY" render.py --field-dir "$OUT/field" --out "$OUT/render" --ovs3d-data "$SCENE"
+fi
+if run eval; then
+  "$PY" eval/ovs3d.py --renders "$OUT/render/ovs3d" --data "$(dirname "$SCENE")" \
+    --scenes "$(basename "$SCENE")" --out "$OUT/eval_ovs3d.json"
+fi
