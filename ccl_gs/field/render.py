@@ -100,7 +100,7 @@ class RenderPlan:
 
 def plan(cfg: RenderConfig, scene, rgb_cfg) -> RenderPlan:
     """Resolve the queries and views of a render from the options and the benchmark files."""
-    from ccl_gs.metrics.labels import load_scene_labels, ovs3d_views, read_ovs3d_classes
+    from ccl_gs.metrics.labels import load_scene_labels, ovs3d_view_index, ovs3d_views, read_ovs3d_classes
 
     n = len(scene)
     if cfg.lerf_labels is not None:
@@ -116,12 +116,12 @@ def plan(cfg: RenderConfig, scene, rgb_cfg) -> RenderPlan:
     if cfg.ovs3d_data is not None:
         seg = Path(cfg.ovs3d_data) / "segmentations"
         classes = read_ovs3d_classes(seg)
-        stems = {Path(p).stem: i for i, p in enumerate(scene.image_paths)}
         views = {}
         for v in ovs3d_views(seg):
-            if v not in stems:
-                raise QueryError(f"segmentation view {seg / v} has no image named '{v}' in {scene.root}")
-            views[stems[v]] = v
+            i = ovs3d_view_index(v)  # the release reads folder "03" as image 3
+            if not 0 <= i < n:
+                raise QueryError(f"segmentation view {seg / v} names image {i} but the scene has {n} views")
+            views[i] = v
         return RenderPlan(classes, views, ovs3d_classes=classes)
     if not cfg.queries:
         raise QueryError("no queries given (--queries, --lerf-labels or --ovs3d-data)")
