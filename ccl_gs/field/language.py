@@ -90,11 +90,16 @@ class LanguageField:
         self, query_emb: Tensor, kind: str = "canonical", canonical_emb: Tensor | None = None,
         temperature: float = DEFAULT_TEMPERATURE,
     ) -> list[Tensor]:
-        """Per level ``[N_l, Q]`` relevancy of every prototype to the queries ``[Q, D]``."""
-        return [
-            relevancy(kind, p, query_emb.to(p), None if canonical_emb is None else canonical_emb.to(p), temperature)
-            for p in self.prototypes
-        ]
+        """Per level ``[N_l + 1, Q]`` relevancy of every prototype to the queries ``[Q, D]``.
+
+        The last row (index :data:`NO_MASK` = -1 when gathering) is 0: a pixel or
+        Gaussian that no mask of the level covers is relevant to nothing.
+        """
+        out = []
+        for p in self.prototypes:
+            r = relevancy(kind, p, query_emb.to(p), None if canonical_emb is None else canonical_emb.to(p), temperature)
+            out.append(torch.cat([r, r.new_zeros(1, r.shape[1])]))
+        return out
 
     @torch.no_grad()
     def pixel_prototypes(self, item: dict[str, Any]) -> Tensor:
@@ -125,6 +130,7 @@ class LanguageField:
         for lv in range(self.n_levels):
             p = torch.nn.functional.normalize(self.prototypes[lv], dim=-1)
             table = p @ torch.nn.functional.normalize(query_emb.to(p), dim=-1).T  # [N_l, Q]
+            table = torch.cat([table, table.new_full((1, table.shape[1]), -1.0)])  # "no mask": least similar
             out.append(table[idx[lv]].permute(2, 0, 1))
         return torch.stack(out)
 

@@ -33,7 +33,8 @@ from ccl_gs.field.model import DecoderConfig, FeatureDecoder, semantic_loss
 from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, file_hash, load_npz, read_json, write_json
 from ccl_gs.splat.trainer import RGBTrainConfig, Trainer, device_for_run, load_checkpoint, load_datasets
 
-FIELD_VERSION = 1
+FIELD_VERSION = 2
+"""Bumped when the field checkpoint layout changes (2: decoder heads carry a no-mask logit)."""
 
 
 @dataclass
@@ -190,7 +191,7 @@ class FieldTrainer:
 
     @torch.no_grad()
     def pixel_accuracy(self, dataset) -> float:
-        """Fraction of labelled pixels whose decoded prototype equals the target, over ``dataset``."""
+        """Fraction of pixels whose decoded index (a prototype or "no mask") equals the target, over ``dataset``."""
         hit, tot = 0, 0
         for i in range(len(dataset)):
             item = dataset[i]
@@ -199,9 +200,8 @@ class FieldTrainer:
             t = target_maps(
                 self.codebook, self._stem(item), int(item["height"]), int(item["width"]), self.decoder.n_levels
             ).to(self.device)
-            valid = t >= 0
-            hit += int((idx[valid] == t[valid]).sum())
-            tot += int(valid.sum())
+            hit += int((idx == t).sum())
+            tot += int(t.numel())
         return hit / max(tot, 1)
 
     def state_dict(self) -> dict[str, Any]:
