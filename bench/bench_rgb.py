@@ -34,7 +34,7 @@ DATA = REPO.parent / "shared" / "data"
 def preset(name: str, iterations: int | None, max_seconds: float) -> RGBTrainConfig:
     """The benchmark configs; densification runs over the first ~55% of the steps."""
     if name in ("fern252", "fern504"):
-        iters = iterations or (2400 if name == "fern252" else 1500)
+        iters = iterations or (3000 if name == "fern252" else 1500)
         return RGBTrainConfig(
             data=DATA / "llff_fern",
             factor=16 if name == "fern252" else 8,
