@@ -271,6 +271,8 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg)
+    if cfg.schedule == "joint":
+        write_json(out / "joint_rgb" / "config.json", rgb_cfg)
     with atomic_path(out / "field.pt") as tmp:
         torch.save(trainer.state_dict(), tmp)
     from ccl_gs.field.export import export_field_ply

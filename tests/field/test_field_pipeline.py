@@ -155,3 +155,23 @@ def test_query_errors(pipeline, tmp_path):
     )
     assert r.returncode == 2 and "no trained language field" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_joint_schedule_carries_features_through_densification(pipeline, tmp_path):
+    """The paper's schedule: colour and feature from scratch; densification clones the feature rows."""
+    import json as _json
+
+    from ccl_gs.io.artifacts import write_json
+
+    rgb_cfg = _json.loads((pipeline["fcfg"].rgb_run / "config.json").read_text())
+    rgb_cfg["densify"].update(refine_start_iter=2, refine_every=4, refine_stop_iter=12, grow_grad2d=1e-7)
+    rgb_dir = tmp_path / "rgb_cfg"
+    write_json(rgb_dir / "config.json", rgb_cfg)
+    cfg = dataclasses.replace(pipeline["fcfg"], schedule="joint", rgb_run=rgb_dir, out=tmp_path / "joint", iterations=14)
+    m = run_field(cfg)
+    lf = LanguageField.load(cfg.out)
+    n = lf.params["means"].shape[0]
+    assert m["n_gaussians"] == n and lf.params["features"].shape == (n, 8)
+    assert n != 800  # densification changed the count and the features followed
+    saved = _json.loads((cfg.out / "joint_rgb" / "config.json").read_text())
+    assert saved["iterations"] == 14  # render reloads the geometry config from here
