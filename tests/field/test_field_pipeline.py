@@ -31,18 +31,26 @@ from ccl_gs.splat.trainer import RGBTrainConfig, run
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_decoder_shapes_and_loss_ignores_unlabelled():
+def test_decoder_shapes_no_mask_logit_and_loss():
     dec = FeatureDecoder(DecoderConfig(feature_dim=8, hidden=16), [5, 7])
     f = torch.randn(4, 6, 8)
     lg = dec(f)
-    assert [t.shape for t in lg] == [(4, 6, 5), (4, 6, 7)]
+    assert [t.shape for t in lg] == [(4, 6, 6), (4, 6, 8)]  # N_l prototypes + "no mask"
     assert dec.decode_indices(f).shape == (2, 4, 6)
     t = torch.full((2, 4, 6), -1, dtype=torch.long)
-    assert float(semantic_loss(lg, t)) == 0.0
     t[0, 0, 0] = 3
     loss = semantic_loss(lg, t)
-    expected = torch.nn.functional.cross_entropy(lg[0][0, 0][None], torch.tensor([3]))
+    t0 = torch.full((24,), 5)
+    t0[0] = 3
+    expected = torch.nn.functional.cross_entropy(lg[0].reshape(24, 6), t0) + torch.nn.functional.cross_entropy(
+        lg[1].reshape(24, 8), torch.full((24,), 7)
+    )
     torch.testing.assert_close(loss, expected)
+    # a winning "no mask" logit decodes to NO_MASK (-1)
+    with torch.no_grad():
+        dec.heads[1].bias.fill_(0)
+        dec.heads[1].bias[7] = 1e4
+    assert (dec.decode_indices(f)[1] == -1).all()
 
 
 @pytest.fixture(scope="module")
