@@ -152,17 +152,34 @@ def encode_queries(encoder, texts: Sequence[str], with_canonicals: bool = True) 
     return q, c
 
 
-def select_gaussians(rel: Tensor, threshold: float = 0.5, level: int | None = None) -> Tensor:
-    """Gaussians relevant to one query.
+def normalized_relevancy(rel: Tensor) -> Tensor:
+    """The LERF-OVS mask mapping of a relevancy map or set: min-max normalized, ``x * 2 - 1``, clipped to [0, 1].
+
+    Args:
+        rel: ``[...]`` relevancy of one query at one level.
+    Returns:
+        same shape, in [0, 1]; compare with a threshold (LERF-OVS uses 0.4).
+    """
+    lo, hi = rel.min(), rel.max()
+    return ((rel - lo) / (hi - lo + 1e-9) * 2 - 1).clamp(0, 1)
+
+
+def select_gaussians(rel: Tensor, threshold: float = 0.4, level: int | None = None) -> Tensor:
+    """Gaussians relevant to one query, by the rule the LERF-OVS protocol applies to pixels.
+
+    The raw canonical relevancy of an unrelated surface sits near 0.5 ("as
+    likely as a canonical phrase"), so a fixed threshold on it selects
+    background; instead the level with the highest peak is chosen and its
+    relevancy over all Gaussians is min-max normalized and mapped as in
+    :func:`normalized_relevancy`.
 
     Args:
         rel: ``[L, N]`` per-level relevancy of one query.
-        threshold: keep Gaussians whose relevancy exceeds it.
-        level: use this level; None picks the level with the highest maximum
-            relevancy (the LERF-OVS level rule).
+        threshold: keep Gaussians whose normalized relevancy exceeds it.
+        level: use this level; None picks the level with the highest maximum.
     Returns:
         ``[N]`` bool.
     """
     if level is None:
         level = int(rel.max(dim=1).values.argmax())
-    return rel[level] > threshold
+    return normalized_relevancy(rel[level]) > threshold

@@ -5,7 +5,7 @@ into ``--out``::
 
     rgb/<view>.png                       rendered colour
     heatmap/<view>/<query>.png           relevancy (turbo colour map) over the RGB
-    mask/<view>/<query>.png              relevancy > threshold at the chosen level
+    mask/<view>/<query>.png              normalized relevancy > threshold at the chosen level
     lerf_ovs/<scene>/<view>/<query>.npy  float32 [L, H, W] relevancy (eval/lerf_ovs.py input)
     ovs3d/<scene>/<view>.npy             float32 [C, H, W] class scores (eval/ovs3d.py, argmax protocol)
     ovs3d_levels/<scene>/<view>.npy      float32 [L, C, H, W] relevancy (eval/ovs3d.py, threshold protocol)
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ccl_gs.field.export import export_field_ply
-from ccl_gs.field.language import LanguageField, QueryError, encode_queries, select_gaussians
+from ccl_gs.field.language import LanguageField, QueryError, encode_queries, normalized_relevancy, select_gaussians
 from ccl_gs.io.artifacts import atomic_path, write_json
 from tqdm import tqdm
 
@@ -58,7 +58,10 @@ class RenderConfig:
         default=None, metadata={"help": "3D-OVS scene folder: render its classes on its segmentation views."}
     )
     relevancy: str = field(default="canonical", metadata={"help": "Relevancy form: canonical | softmax."})
-    threshold: float = field(default=0.5, metadata={"help": "Relevancy threshold of masks and 3D selections."})
+    threshold: float = field(
+        default=0.4,
+        metadata={"help": "Threshold of masks and 3D selections on the normalized relevancy (the LERF-OVS rule)."},
+    )
     write_png: bool = field(default=True, metadata={"help": "Write RGB / heat-map / mask PNGs."})
     write_selection: bool = field(default=True, metadata={"help": "Write one PLY of selected Gaussians per query."})
 
@@ -183,7 +186,8 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
                 lv = int(rel[:, qi].flatten(1).max(1).values.argmax())
                 r = rel_np[lv, qi]
                 _save_png(out / "heatmap" / stem / f"{slug}.png", heatmap_over(rgb, r))
-                _save_png(out / "mask" / stem / f"{slug}.png", ((r > cfg.threshold) * 255).astype(np.uint8))
+                m = normalized_relevancy(torch.from_numpy(r)).numpy() > cfg.threshold
+                _save_png(out / "mask" / stem / f"{slug}.png", (m * 255).astype(np.uint8))
     selections = {}
     if cfg.write_selection:
         g_rel = lf.gaussian_relevancy(q_emb, cfg.relevancy, c_emb)  # [L, Q, N]
