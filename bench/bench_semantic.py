@@ -16,7 +16,7 @@ evaluation are run through the project's CLIs. Reported per run:
   depth), *recall* = fraction of the object's Gaussians (centres projecting
   inside its mask in those views) that are selected;
 * query latency: render the 8-d features + decode + relevancy of all queries
-  for one view, median over views.
+  for one view, median over views; and once at 256x256.
 
     python bench/bench_semantic.py [--seeds 0 1] [--levels 0 1 2] [--methods ccl no_pull_push]
 
@@ -107,6 +107,37 @@ def selection_quality(field_dir: Path, scene_root: Path, labels_dir: Path) -> di
     }
 
 
+def latency_256(field_dir: Path, queries: list[str], repeats: int = 5) -> float:
+    """Median ms to render the 8-d features + decode + relevancy of all queries for one 256x256 view."""
+    import dataclasses as dc
+
+    from ccl_gs.config import from_dict
+    from ccl_gs.field.language import LanguageField, encode_queries
+    from ccl_gs.field.render import make_encoder
+    from ccl_gs.field.train import FieldConfig
+    from ccl_gs.io.artifacts import read_json
+    from ccl_gs.splat.trainer import RGBTrainConfig, device_for_run, load_run_scene, make_dataset
+
+    device = device_for_run()
+    lf = LanguageField.load(field_dir, device)
+    fcfg = from_dict(FieldConfig, read_json(field_dir / "config.json"))
+    rgb_cfg = from_dict(RGBTrainConfig, read_json(Path(fcfg.rgb_run) / "config.json"))
+    scene = load_run_scene(rgb_cfg)
+    item = dict(make_dataset(dc.replace(rgb_cfg, test_every=8), scene, "test", device)[0])
+    sx, sy = 256 / int(item["width"]), 256 / int(item["height"])
+    K = item["K"].clone()
+    K[0] *= sx
+    K[1] *= sy
+    item.update(K=K, width=256, height=256)
+    q, c = encode_queries(make_encoder(lf.encoder_spec), queries)
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        lf.relevancy_maps(item, q, "canonical", c)
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times[1:]))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
@@ -174,7 +205,13 @@ def main() -> int:
     for k, v in summary.items():
         print(f"{k:<24}{v['miou']:>8.3f}{v['loc_acc']:>8.3f}{v['selection_precision']:>8.3f}"
               f"{v['selection_recall']:>8.3f}{v['query_ms_per_view']:>9.1f}")
-    write_json(REPO / "bench" / "results" / "semantic.json", {"rows": rows, "summary": summary, "args": vars(args)})
+    last = rows[-1]
+    d = args.work / f"s{last['seed']}" / f"level{last['level']}" / last["method"]
+    cats = json.loads((d / "render" / "render.json").read_text())["queries"]
+    lat = latency_256(d / "field", cats)
+    print(f"query latency, one 256x256 view, {len(cats)} queries (features + decode + relevancy): {lat:.1f} ms")
+    write_json(REPO / "bench" / "results" / "semantic.json",
+               {"rows": rows, "summary": summary, "query_ms_256": lat, "args": vars(args)})
     return 0
 
 
