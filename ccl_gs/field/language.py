@@ -54,10 +54,7 @@ class LanguageField:
         self.decoder = FeatureDecoder(dec_cfg, ckpt["n_prototypes"]).to(self.device)
         self.decoder.load_state_dict(ckpt["decoder"])
         self.decoder.eval()
-        protos = [p.to(self.device) for p in ckpt["prototypes"]]
-        if len(protos) == 1:
-            protos = protos * self.decoder.n_levels
-        self.prototypes = protos
+        self.prototypes = [p.to(self.device) for p in ckpt["prototypes"]]
         self.encoder_spec: dict[str, Any] = dict(ckpt.get("encoder", {}))
 
     @classmethod

@@ -68,22 +68,16 @@ class CodebookArtifact:
 
 
 def load_codebook(folder: Path) -> CodebookArtifact:
-    """Read the codebook artifact (prototypes + per-image index maps); errors name the file."""
+    """The stage-2 artifact through the codebook stage's own loader, plus its per-image index maps."""
+    from ccl_gs.codebook.train import load_codebook as load_stage
+
     folder = Path(folder)
-    man = Manifest.load(folder, kind="codebook")
-    cb = load_npz(folder / "codebook.npz", keys=("prototypes",))
-    protos = cb["prototypes"]
-    if protos.ndim == 2:  # one shared codebook for all levels
-        protos = protos[None]
-    prototypes = [torch.as_tensor(p, dtype=torch.float32) for p in protos]
+    res = load_stage(folder)  # validates kind, version and completeness
     maps = {}
     for f in sorted(folder.glob("*.npz")):
-        if f.name == "codebook.npz":
-            continue
-        maps[f.stem] = load_npz(f, keys=("proto_maps",))["proto_maps"]
-    if not maps:
-        raise ArtifactError(f"{folder}: codebook artifact holds no per-image index maps")
-    return CodebookArtifact(prototypes, maps, man)
+        if f.name != "codebook.npz":
+            maps[f.stem] = load_npz(f, keys=("proto_maps",))["proto_maps"]
+    return CodebookArtifact([p.float() for p in res.prototypes], maps, res.manifest)
 
 
 def target_maps(cb: CodebookArtifact, stem: str, height: int, width: int, n_levels: int) -> Tensor:
@@ -124,10 +118,7 @@ class FieldTrainer:
         self.device = device_for_run()
         self.scene, self.train_set, self.test_set = load_datasets(rgb_cfg, self.device)
         torch.manual_seed(cfg.seed)
-        n_levels = len(codebook.prototypes) if len(codebook.prototypes) > 1 else 2
-        sizes = [p.shape[0] for p in codebook.prototypes]
-        if len(sizes) == 1:
-            sizes = sizes * n_levels
+        sizes = [p.shape[0] for p in codebook.prototypes]  # one codebook per level (shared ones are stored twice)
         self.decoder = FeatureDecoder(cfg.decoder, sizes).to(self.device)
         self.rgb = Trainer(rgb_cfg, self.train_set, self.scene, extra_dims={"features": cfg.decoder.feature_dim})
         if cfg.schedule == "frozen":
