@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Language-field quality on generated scenes: CCL vs its ablation, under simulated 2D inconsistency.
 
-For each seed (one generated forward-facing scene, labels on the held-out
-views 0, 8, 16) the RGB Gaussians are trained once; for each simulation level
-(0 none, 1 mild, 2 strong imperfection of masks and tracks, with oracle
-feature noise 0 / 0.15 / 0.3) the scene is preprocessed once; for each
-method the codebook, the semantic field, the renders and the LERF-OVS
-evaluation are run through the project's CLIs. Reported per run:
+For each scene (one generated forward-facing scene per generator seed, labels
+on the held-out views 0, 8, 16) the RGB Gaussians are trained once; for each
+simulation level (0 none, 1 mild, 2 strong imperfection of masks and tracks,
+with oracle feature noise 0 / 0.15 / 0.3) the scene is preprocessed once; for
+each method, codebook size N and training seed, the stage-2 compression, the
+semantic field, the renders and the LERF-OVS evaluation are run through the
+project's CLIs. Reported per run:
 
 * LERF-OVS mIoU and localization accuracy on the held-out labelled views;
 * 3D selection: for each query, the Gaussians selected in 3D
@@ -18,16 +19,17 @@ evaluation are run through the project's CLIs. Reported per run:
 * query latency: render the 8-d features + decode + relevancy of all queries
   for one view, median over views; and once at 256x256.
 
-    python bench/bench_semantic.py [--seeds 0 1] [--levels 0 1 2] [--methods ccl no_pull_push]
+    python bench/bench_semantic.py [--scenes 0 1 2] [--seeds 0 1] [--levels 0 1 2] \
+        [--methods ccl no_pull_push] [--n 64] [--out bench/results/semantic.json]
 
-Writes bench/results/semantic.json. Methods are the registered codebook
-variants; the LangSplat-style autoencoder and the raw-feature baselines are
-not implemented yet.
+Methods are the registered codebook variants. Finished runs are reused
+(each stage's CLI skips work whose artifact is current).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -49,6 +51,7 @@ LEVELS = {0: 0.0, 1: 0.15, 2: 0.3}
 
 
 def sh(*args: str) -> None:
+    """Run a project CLI with this interpreter; stop with its stderr on failure."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     r = subprocess.run([PY, *args], cwd=REPO, env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -140,7 +143,10 @@ def latency_256(field_dir: Path, queries: list[str], repeats: int = 5) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
+    ap.add_argument("--scenes", type=int, nargs="*", default=[0, 1, 2], help="generator seeds, one scene each")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="training seeds of stage 2 and the field")
+    ap.add_argument("--n", type=int, nargs="*", default=[64], help="codebook sizes N")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "semantic.json")
     ap.add_argument("--levels", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="*", default=["ccl", "no_pull_push"])
     ap.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_semantic")
@@ -150,41 +156,46 @@ def main() -> int:
     ap.add_argument("--codebook-iters", type=int, default=600)
     args = ap.parse_args()
     rows = []
-    for seed in args.seeds:
-        data = args.work / f"s{seed}" / "data"
-        name = f"synthetic_s{seed}"
+    for scene_seed in args.scenes:
+        data = args.work / f"s{scene_seed}" / "data"
+        name = f"synthetic_s{scene_seed}"
         scene = data / "lerf_ovs" / name
         labels = data / "lerf_ovs" / "label" / name
         if not (scene / "transforms.json").exists():
             sh("-m", "ccl_gs.data.synthetic", "--out", str(data), "--layout", "lerf", "--size", str(args.size),
-               "--views", "24", "--seed", str(seed), "--path", "forward", "--no-simulate")
-        rgb = args.work / f"s{seed}" / "rgb"
+               "--views", "24", "--seed", str(scene_seed), "--path", "forward", "--no-simulate")
+        rgb = args.work / f"s{scene_seed}" / "rgb"
         sh("train.py", "--data", str(scene), "--out", str(rgb), "--iterations", str(args.rgb_iters), "--sh-degree", "2",
            "--sh-degree-interval", "500", "--densify.refine-start-iter", "200", "--densify.refine-stop-iter", "1000",
            "--no-progress")
         rgb_m = json.loads((rgb / "metrics.json").read_text())
         for level in args.levels:
-            lvl_dir = args.work / f"s{seed}" / f"level{level}"
-            sh("-c", "import sys; from ccl_gs.data.synthetic.simulate import SimConfig, write_simulation; "
-               f"write_simulation(sys.argv[1], SimConfig(level={level}))", str(scene))
+            lvl_dir = args.work / f"s{scene_seed}" / f"level{level}"
             pre = lvl_dir / "preprocess"
-            sh("preprocess/run.py", "--data", str(scene), "--out", str(pre), "--mask-source", "precomputed",
+            if not (pre / "manifest.json").exists():
+                sh("-c", "import sys; from ccl_gs.data.synthetic.simulate import SimConfig, write_simulation; "
+                   f"write_simulation(sys.argv[1], SimConfig(level={level}))", str(scene))
+                sh("preprocess/run.py", "--data", str(scene), "--out", str(pre), "--mask-source", "precomputed",
                "--track-source", "precomputed", "--encoder", "oracle", "--oracle.scene-root", str(scene),
-               "--oracle.noise", str(LEVELS[level]), "--merge.min-visible-area", "10", "--no-progress", "--overwrite")
-            for method in args.methods:
-                d = lvl_dir / method
+                   "--oracle.noise", str(LEVELS[level]), "--merge.min-visible-area", "10", "--no-progress",
+                   "--overwrite")
+            for method, n, seed in itertools.product(args.methods, args.n, args.seeds):
+                d = lvl_dir / f"{method}_n{n}_seed{seed}"
                 t0 = time.perf_counter()
                 sh("-m", "ccl_gs.codebook", "--preprocessed", str(pre), "--out", str(d / "codebook"),
-                   "--variant", method, "--iterations", str(args.codebook_iters), "--quiet")
+                   "--variant", method, "--iterations", str(args.codebook_iters), "--n-prototypes", str(n),
+                   "--seed", str(seed), "--quiet")
                 sh("-m", "ccl_gs.field", "--codebook", str(d / "codebook"), "--rgb-run", str(rgb),
-                   "--out", str(d / "field"), "--iterations", str(args.field_iters), "--no-progress")
+                   "--out", str(d / "field"), "--iterations", str(args.field_iters), "--seed", str(seed),
+                   "--no-progress")
                 sh("render.py", "--field-dir", str(d / "field"), "--out", str(d / "render"), "--lerf-labels", str(labels))
                 sh("eval/lerf_ovs.py", "--renders", str(d / "render" / "lerf_ovs"), "--labels", str(labels.parent),
                    "--scenes", name, "--out", str(d / "eval.json"))
                 ev = json.loads((d / "eval.json").read_text())["scenes"][name]
                 rj = json.loads((d / "render" / "render.json").read_text())
                 row = {
-                    "seed": seed, "level": level, "oracle_noise": LEVELS[level], "method": method,
+                    "scene": scene_seed, "seed": seed, "n_prototypes": n, "level": level,
+                    "oracle_noise": LEVELS[level], "method": method,
                     "miou": ev["miou"], "loc_acc": ev["loc_acc"], "pairs": ev["n_pairs"],
                     **selection_quality(d / "field", scene, labels),
                     "query_ms_per_view": 1000 * rj["seconds_per_view_all_queries"],
@@ -193,24 +204,26 @@ def main() -> int:
                 rows.append(row)
                 print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     summary = {}
-    for method in args.methods:
-        for level in args.levels:
-            rs = [r for r in rows if r["method"] == method and r["level"] == level]
-            if rs:
-                summary[f"{method}/level{level}"] = {
-                    k: float(np.mean([r[k] for r in rs]))
-                    for k in ("miou", "loc_acc", "selection_precision", "selection_recall", "query_ms_per_view")
-                }
-    print(f"\n{'method/level':<24}{'mIoU':>8}{'loc':>8}{'sel P':>8}{'sel R':>8}{'ms/view':>9}")
+    for method, n, level in itertools.product(args.methods, args.n, args.levels):
+        rs = [r for r in rows if r["method"] == method and r["n_prototypes"] == n and r["level"] == level]
+        if rs:
+            summary[f"{method}/n{n}/level{level}"] = {
+                **{k: float(np.mean([r[k] for r in rs]))
+                   for k in ("miou", "loc_acc", "selection_precision", "selection_recall", "query_ms_per_view")},
+                "miou_std": float(np.std([r["miou"] for r in rs])),
+                "runs": len(rs),
+            }
+    print(f"\n{'method/N/level':<28}{'mIoU':>8}{'(std)':>8}{'loc':>8}{'sel P':>8}{'sel R':>8}{'ms/view':>9}{'runs':>6}")
     for k, v in summary.items():
-        print(f"{k:<24}{v['miou']:>8.3f}{v['loc_acc']:>8.3f}{v['selection_precision']:>8.3f}"
-              f"{v['selection_recall']:>8.3f}{v['query_ms_per_view']:>9.1f}")
+        print(f"{k:<28}{v['miou']:>8.3f}{v['miou_std']:>8.3f}{v['loc_acc']:>8.3f}{v['selection_precision']:>8.3f}"
+              f"{v['selection_recall']:>8.3f}{v['query_ms_per_view']:>9.1f}{v['runs']:>6}")
     last = rows[-1]
-    d = args.work / f"s{last['seed']}" / f"level{last['level']}" / last["method"]
+    d = (args.work / f"s{last['scene']}" / f"level{last['level']}"
+         / f"{last['method']}_n{last['n_prototypes']}_seed{last['seed']}")
     cats = json.loads((d / "render" / "render.json").read_text())["queries"]
     lat = latency_256(d / "field", cats)
     print(f"query latency, one 256x256 view, {len(cats)} queries (features + decode + relevancy): {lat:.1f} ms")
-    write_json(REPO / "bench" / "results" / "semantic.json",
+    write_json(args.out,
                {"rows": rows, "summary": summary, "query_ms_256": lat, "args": vars(args)})
     return 0
 
