@@ -41,7 +41,7 @@ if run rgb; then
     --densify.refine-stop-iter 15000
 fi
 if run field; then
-  "$PY" -m ccl_gs.field --codebook "$OUT/codebook" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
+  "$PY" -m ccl_gs.field --supervision "$OUT/codebook" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
 fi
 if run render; then
   "$PY" render.py --field-dir "$OUT/field" --out "$OUT/render" --ovs3d-data "$SCENE"

@@ -52,7 +52,7 @@ if run rgb; then
     --sh-degree-interval 500 --densify.refine-start-iter 200 --densify.refine-stop-iter 1000
 fi
 if run field; then
-  "$PY" -m ccl_gs.field --codebook "$OUT/codebook" --rgb-run "$OUT/rgb" --out "$OUT/field" \
+  "$PY" -m ccl_gs.field --supervision "$OUT/codebook" --rgb-run "$OUT/rgb" --out "$OUT/field" \
     --iterations "$FIELD_ITERS"
 fi
 if run render; then

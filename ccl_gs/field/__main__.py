@@ -1,6 +1,10 @@
 """Train the semantic Gaussian field (stage 3).
 
-    python -m ccl_gs.field --codebook DIR --rgb-run DIR --out DIR [--schedule frozen|joint]
+    python -m ccl_gs.field --supervision DIR --rgb-run DIR --out DIR [--schedule frozen|joint]
+
+--supervision is the stage-2 artifact and picks the method: a codebook
+folder (CCL-LGS), an autoencoder folder (LangSplat-style baseline) or the
+preprocess folder itself (raw-feature baseline).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     tag = " (reused)" if m.get("reused") else ""
+    fit = m["fit_measure"]
     print(
-        f"field ({m['schedule']}): {m['n_gaussians']} Gaussians, label accuracy train "
-        f"{m['train_label_accuracy']:.3f} / test {m['test_label_accuracy']:.3f}, {m['seconds']:.0f} s{tag}"
+        f"field ({m['method']}, {m['schedule']}): {m['n_gaussians']} Gaussians, {fit.replace('_', ' ')} train "
+        f"{m[f'train_{fit}']:.3f} / test {m[f'test_{fit}']:.3f}, {m['seconds']:.0f} s{tag}"
     )
     return 0
 

@@ -7,15 +7,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ccl_gs.field.model import FeatureDecoder
-from ccl_gs.masks.types import LEVELS
+from ccl_gs.field.methods import LanguageHead
 
 
 @torch.no_grad()
 def export_field_ply(
     path: Path,
     params,
-    decoder: FeatureDecoder | None = None,
+    head: LanguageHead | None = None,
     keep: torch.Tensor | None = None,
     extra: dict[str, np.ndarray] | None = None,
 ) -> None:
@@ -23,8 +22,8 @@ def export_field_ply(
 
     Args:
         params: raw Gaussian parameters incl. ``features [N, d_f]``.
-        decoder: when given, each Gaussian's argmax prototype per level is stored as
-            the integer property ``proto_sp`` / ``proto_wp``.
+        head: the field's method head; it adds its per-Gaussian properties (the
+            codebook head: the argmax prototype per level as ``proto_sp`` / ``proto_wp``).
         keep: ``[N]`` bool selecting the Gaussians to export (e.g. a 3D query selection).
         extra: further per-Gaussian arrays (``[N]`` or ``[N, d]``) to store.
     """
@@ -35,10 +34,9 @@ def export_field_ply(
     props: dict[str, np.ndarray] = {}
     if "features" in p:
         props["f_lang"] = p["features"].numpy().astype(np.float32)
-        if decoder is not None:
-            idx = decoder.decode_indices(p["features"].to(next(decoder.parameters()).device)).cpu()
-            for lv in range(idx.shape[0]):
-                props[f"proto_{LEVELS[lv] if lv < len(LEVELS) else lv}"] = idx[lv].numpy().astype(np.int32)
+        if head is not None:
+            dev = next(head.parameters()).device
+            props.update(head.ply_properties(p["features"].to(dev)))
     for k, v in (extra or {}).items():
         props[k] = np.asarray(v)[np.asarray(sel) if keep is not None else slice(None)]
     write_gaussians_ply(

@@ -2,16 +2,17 @@
 
 :class:`LanguageField` loads ``field.pt`` (stage 3) and answers text queries:
 
-* per pixel of any view: render the 8-d features, decode the prototype
-  index per level, look up its prototype embedding, and score it against the
-  query embeddings with :func:`ccl_gs.query.relevancy` (the one relevancy
-  implementation);
-* per Gaussian: decode each Gaussian's own feature the same way - the basis
-  of 3D selection and of the PLY export.
+* per pixel of any view: render the per-Gaussian features, let the field's
+  method head (:mod:`ccl_gs.field.methods`) turn them into language, and
+  score that against the query embeddings with :func:`ccl_gs.query.relevancy`
+  (the one relevancy implementation);
+* per Gaussian: the same on each Gaussian's own feature - the basis of 3D
+  selection and of the PLY export.
 
-Because every pixel and Gaussian decodes to one of N prototypes, relevancy is
-computed once per prototype (``[N, Q]``) and gathered, which keeps queries
-cheap.
+With the codebook method every pixel and Gaussian decodes to one of N
+prototypes, so relevancy is computed once per prototype (``[N, Q]``) and
+gathered, which keeps queries cheap; the baselines decode a ``D``-d
+embedding per pixel.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from ccl_gs.field.model import DecoderConfig, FeatureDecoder
+from ccl_gs.field.methods import FIELD_METHODS
 from ccl_gs.field.train import FIELD_VERSION, render_features
 from ccl_gs.io.artifacts import ArtifactError
 from ccl_gs.query import CANONICAL_PHRASES, DEFAULT_TEMPERATURE, relevancy
@@ -43,18 +45,17 @@ class QueryResult:
 
 
 class LanguageField:
-    """Gaussians + decoder + codebook of a trained field; answers text queries."""
+    """Gaussians + the method's language head of a trained field; answers text queries."""
 
     def __init__(self, ckpt: dict[str, Any], device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.params = {k: v.to(self.device) for k, v in ckpt["params"].items()}
         if "features" not in self.params:
             raise QueryError("the checkpoint has no language features: train the semantic field first")
-        dec_cfg = DecoderConfig(**ckpt["decoder_config"])
-        self.decoder = FeatureDecoder(dec_cfg, ckpt["n_prototypes"]).to(self.device)
-        self.decoder.load_state_dict(ckpt["decoder"])
-        self.decoder.eval()
-        self.prototypes = [p.to(self.device) for p in ckpt["prototypes"]]
+        self.method = str(ckpt["method"])
+        if self.method not in FIELD_METHODS:
+            raise QueryError(f"field method '{self.method}' is unknown to this version; known: {sorted(FIELD_METHODS)}")
+        self.head = FIELD_METHODS[self.method].head.from_state(ckpt["head"]).to(self.device).eval()
         self.encoder_spec: dict[str, Any] = dict(ckpt.get("encoder", {}))
 
     @classmethod
@@ -73,7 +74,7 @@ class LanguageField:
 
     @property
     def n_levels(self) -> int:
-        return self.decoder.n_levels
+        return self.head.n_levels
 
     def check_encoder(self, encoder) -> None:
         """Refuse an encoder other than the one used in preprocessing."""
@@ -83,53 +84,58 @@ class LanguageField:
                 f"query encoder '{encoder.name}' differs from the encoder used in preprocessing '{want}'"
             )
 
-    def prototype_relevancy(
-        self, query_emb: Tensor, kind: str = "canonical", canonical_emb: Tensor | None = None,
-        temperature: float = DEFAULT_TEMPERATURE,
-    ) -> list[Tensor]:
-        """Per level ``[N_l + 1, Q]`` relevancy of every prototype to the queries ``[Q, D]``.
+    def _scores(self, feats: Tensor, fn, fill: float) -> Tensor:
+        """``[..., d_f]`` features -> ``[L, Q, ...]`` scores (see :meth:`LanguageHead.scores`)."""
+        lead = feats.shape[:-1]
+        out = self.head.scores(feats.reshape(-1, feats.shape[-1]), fn, fill)  # [L, P, Q]
+        return out.permute(0, 2, 1).reshape(out.shape[0], out.shape[2], *lead)
 
-        The last row (index :data:`NO_MASK` = -1 when gathering) is 0: a pixel or
-        Gaussian that no mask of the level covers is relevant to nothing.
-        """
-        out = []
-        for p in self.prototypes:
-            r = relevancy(kind, p, query_emb.to(p), None if canonical_emb is None else canonical_emb.to(p), temperature)
-            out.append(torch.cat([r, r.new_zeros(1, r.shape[1])]))
-        return out
+    @staticmethod
+    def _relevancy_fn(query_emb: Tensor, kind: str, canonical_emb: Tensor | None, temperature: float):
+        def fn(e: Tensor) -> Tensor:
+            return relevancy(kind, e, query_emb.to(e), None if canonical_emb is None else canonical_emb.to(e),
+                             temperature)
+
+        return fn
+
+    @staticmethod
+    def _cosine_fn(query_emb: Tensor):
+        def fn(e: Tensor) -> Tensor:
+            return F.normalize(e, dim=-1) @ F.normalize(query_emb.to(e), dim=-1).T
+
+        return fn
 
     @torch.no_grad()
     def pixel_prototypes(self, item: dict[str, Any]) -> Tensor:
-        """Decoded prototype index per level for one view: ``[L, H, W]`` int64."""
+        """Decoded prototype index per level for one view: ``[L, H, W]`` int64 (codebook method only)."""
         feats = render_features(self.params, item, self.device)
-        return self.decoder.decode_indices(feats)
+        idx = self.head.indices(feats.reshape(-1, feats.shape[-1]))
+        if idx is None:
+            raise QueryError(f"a '{self.method}' field has no prototypes")
+        return idx.reshape(idx.shape[0], *feats.shape[:-1])
 
     @torch.no_grad()
     def gaussian_prototypes(self) -> Tensor:
-        """Decoded prototype index per level of every Gaussian: ``[L, N]`` int64."""
-        return self.decoder.decode_indices(self.params["features"])
+        """Decoded prototype index per level of every Gaussian: ``[L, N]`` int64 (codebook method only)."""
+        idx = self.head.indices(self.params["features"])
+        if idx is None:
+            raise QueryError(f"a '{self.method}' field has no prototypes")
+        return idx
 
     @torch.no_grad()
     def relevancy_maps(
         self, item: dict[str, Any], query_emb: Tensor, kind: str = "canonical",
         canonical_emb: Tensor | None = None, temperature: float = DEFAULT_TEMPERATURE,
     ) -> Tensor:
-        """Relevancy of the queries in one view: ``[L, Q, H, W]``."""
-        idx = self.pixel_prototypes(item)  # [L, H, W]
-        table = self.prototype_relevancy(query_emb, kind, canonical_emb, temperature)
-        return torch.stack([table[lv][idx[lv]].permute(2, 0, 1) for lv in range(self.n_levels)])
+        """Relevancy of the queries in one view: ``[L, Q, H, W]`` ("no mask" pixels: 0)."""
+        feats = render_features(self.params, item, self.device)
+        return self._scores(feats, self._relevancy_fn(query_emb, kind, canonical_emb, temperature), 0.0)
 
     @torch.no_grad()
     def cosine_maps(self, item: dict[str, Any], query_emb: Tensor) -> Tensor:
-        """Cosine similarity of each pixel's decoded prototype with each query: ``[L, Q, H, W]``."""
-        idx = self.pixel_prototypes(item)
-        out = []
-        for lv in range(self.n_levels):
-            p = torch.nn.functional.normalize(self.prototypes[lv], dim=-1)
-            table = p @ torch.nn.functional.normalize(query_emb.to(p), dim=-1).T  # [N_l, Q]
-            table = torch.cat([table, table.new_full((1, table.shape[1]), -1.0)])  # "no mask": least similar
-            out.append(table[idx[lv]].permute(2, 0, 1))
-        return torch.stack(out)
+        """Cosine similarity of each pixel's language with each query: ``[L, Q, H, W]`` ("no mask": -1)."""
+        feats = render_features(self.params, item, self.device)
+        return self._scores(feats, self._cosine_fn(query_emb), -1.0)
 
     @torch.no_grad()
     def gaussian_relevancy(
@@ -137,9 +143,8 @@ class LanguageField:
         temperature: float = DEFAULT_TEMPERATURE,
     ) -> Tensor:
         """Relevancy of every Gaussian to the queries: ``[L, Q, N]``."""
-        idx = self.gaussian_prototypes()
-        table = self.prototype_relevancy(query_emb, kind, canonical_emb, temperature)
-        return torch.stack([table[lv][idx[lv]].T for lv in range(self.n_levels)])
+        fn = self._relevancy_fn(query_emb, kind, canonical_emb, temperature)
+        return self._scores(self.params["features"], fn, 0.0)
 
 
 def encode_queries(encoder, texts: Sequence[str], with_canonicals: bool = True) -> tuple[Tensor, Tensor | None]:

@@ -195,7 +195,7 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
             keep = select_gaussians(g_rel[:, qi], cfg.threshold)
             selections[q] = int(keep.sum())
             if keep.any():
-                export_field_ply(out / "selection" / f"{slug}.ply", lf.params, lf.decoder, keep=keep)
+                export_field_ply(out / "selection" / f"{slug}.ply", lf.params, lf.head, keep=keep)
     summary = {
         "scene": scene.name,
         "queries": pl.queries,

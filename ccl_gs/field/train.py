@@ -1,4 +1,10 @@
-"""Stage 3: train the semantic Gaussian field against codebook index maps.
+"""Stage 3: train the semantic Gaussian field against the targets of a stage-2 artifact.
+
+The method follows from the artifact ``--supervision`` points to (see
+:mod:`ccl_gs.field.methods`): a codebook (CCL-LGS: cross-entropy against
+prototype index maps), an autoencoder (LangSplat-style: L1 against 3-d
+latents) or the preprocess folder itself (raw features: cosine against the
+mask CLIP features).
 
 Two schedules, chosen by name in :data:`SCHEDULES`:
 
@@ -10,10 +16,11 @@ Two schedules, chosen by name in :data:`SCHEDULES`:
   densification clones, splits and prunes with the rest.
 
 Outputs (folder ``--out``): ``field.pt`` (versioned dict: Gaussians incl.
-``features [N, d_f]``, decoder weights, codebook prototypes, encoder name),
-``point_cloud.ply`` (3DGS layout + ``f_lang_0..7`` + ``proto_<level>``),
+``features [N, d_f]``, the method's head - decoder weights and codebook
+prototypes, or the autoencoder - and the encoder spec), ``point_cloud.ply``
+(3DGS layout + ``f_lang_*`` + ``proto_<level>`` for the codebook method),
 ``config.json``, ``manifest.json`` (fingerprints of the RGB run and the
-codebook, so a stale input is detected), ``metrics.json``.
+stage-2 artifact, so a stale input is detected), ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -29,19 +36,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ccl_gs.config import from_dict, to_dict
-from ccl_gs.field.model import DecoderConfig, FeatureDecoder, semantic_loss
-from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, file_hash, load_npz, read_json, write_json
+from ccl_gs.field.methods import Supervision, method_of
+from ccl_gs.field.model import DecoderConfig
+from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, file_hash, read_json, write_json
 from ccl_gs.splat.trainer import RGBTrainConfig, Trainer, device_for_run, load_checkpoint, load_datasets
 
-FIELD_VERSION = 2
-"""Bumped when the field checkpoint layout changes (2: decoder heads carry a no-mask logit)."""
+FIELD_VERSION = 3
+"""Bumped when the field checkpoint layout changes (2: no-mask logit; 3: method heads)."""
 
 
 @dataclass
 class FieldConfig:
     """Options of semantic field training."""
 
-    codebook: Path = field(default=Path("outputs/scene/codebook"), metadata={"help": "Codebook artifact folder (stage 2)."})
+    supervision: Path = field(
+        default=Path("outputs/scene/codebook"),
+        metadata={"help": "Stage-2 artifact; its kind picks the method: codebook folder (CCL-LGS), "
+                          "autoencoder folder (LangSplat-style) or preprocess folder (raw features)."},
+    )
     out: Path = field(default=Path("outputs/scene/field"), metadata={"help": "Output folder."})
     rgb_run: Path = field(
         default=Path("outputs/scene/rgb"), metadata={"help": "Finished RGB run (frozen schedule) or its config (joint)."}
@@ -52,42 +64,11 @@ class FieldConfig:
     lr_decoder: float = field(default=1e-3, metadata={"help": "Adam lr of the decoder (paper: 1e-3)."})
     semantic_weight: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy (joint schedule)."})
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    max_pixels: int = field(
+        default=16384, metadata={"help": "Raw / autoencoder methods: covered pixels per level per step in the loss."}
+    )
     seed: int = field(default=0, metadata={"help": "Random seed."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
-
-
-@dataclass
-class CodebookArtifact:
-    """What the field needs from stage 2."""
-
-    prototypes: list[Tensor]
-    """Per level ``[N_l, D]`` unit-norm prototypes."""
-    maps: dict[str, np.ndarray]
-    """Image stem -> ``[L, H, W]`` int32 prototype index maps (-1 = none)."""
-    manifest: Manifest
-
-
-def load_codebook(folder: Path) -> CodebookArtifact:
-    """The stage-2 artifact through the codebook stage's own loader, plus its per-image index maps."""
-    from ccl_gs.codebook.train import load_codebook as load_stage
-
-    folder = Path(folder)
-    res = load_stage(folder)  # validates kind, version and completeness
-    maps = {}
-    for f in sorted(folder.glob("*.npz")):
-        if f.name != "codebook.npz":
-            maps[f.stem] = load_npz(f, keys=("proto_maps",))["proto_maps"]
-    return CodebookArtifact([p.float() for p in res.prototypes], maps, res.manifest)
-
-
-def target_maps(cb: CodebookArtifact, stem: str, height: int, width: int, n_levels: int) -> Tensor:
-    """Index maps of one view at the render size: ``[L, H, W]`` int64 (nearest resize)."""
-    if stem not in cb.maps:
-        raise ArtifactError(f"codebook artifact has no index map for image '{stem}'")
-    m = torch.as_tensor(cb.maps[stem][:n_levels].astype(np.int64))
-    if m.shape[-2:] != (height, width):
-        m = F.interpolate(m[None].float(), size=(height, width), mode="nearest")[0].long()
-    return m
 
 
 def render_features(params, item: dict[str, Any], device: torch.device, backend: str | None = None) -> Tensor:
@@ -112,21 +93,23 @@ def render_features(params, item: dict[str, Any], device: torch.device, backend:
 class FieldTrainer:
     """Optimizes per-Gaussian features + decoder (frozen schedule) or everything (joint)."""
 
-    def __init__(self, cfg: FieldConfig, rgb_cfg: RGBTrainConfig, codebook: CodebookArtifact):
+    def __init__(self, cfg: FieldConfig, rgb_cfg: RGBTrainConfig, supervision: Supervision):
         self.cfg = cfg
-        self.codebook = codebook
+        self.supervision = supervision
         self.device = device_for_run()
         self.scene, self.train_set, self.test_set = load_datasets(rgb_cfg, self.device)
         torch.manual_seed(cfg.seed)
-        sizes = [p.shape[0] for p in codebook.prototypes]  # one codebook per level (shared ones are stored twice)
-        self.decoder = FeatureDecoder(cfg.decoder, sizes).to(self.device)
-        self.rgb = Trainer(rgb_cfg, self.train_set, self.scene, extra_dims={"features": cfg.decoder.feature_dim})
+        self.head = supervision.make_head(cfg.decoder).to(self.device)
+        if hasattr(self.head, "max_pixels"):
+            self.head.max_pixels = cfg.max_pixels
+        d_f = self.head.feature_dim
+        self.rgb = Trainer(rgb_cfg, self.train_set, self.scene, extra_dims={"features": d_f})
         if cfg.schedule == "frozen":
             ckpt = load_checkpoint(Path(cfg.rgb_run) / "ckpt" / "latest.pt")
             g = torch.Generator().manual_seed(cfg.seed)
             params = {k: v.to(self.device) for k, v in ckpt["params"].items()}
             N = params["means"].shape[0]
-            params["features"] = (0.01 * torch.randn(N, cfg.decoder.feature_dim, generator=g)).to(self.device)
+            params["features"] = (0.01 * torch.randn(N, d_f, generator=g)).to(self.device)
             self.params = torch.nn.ParameterDict(
                 {k: torch.nn.Parameter(v, requires_grad=(k == "features")) for k, v in params.items()}
             )
@@ -134,7 +117,8 @@ class FieldTrainer:
         else:
             self.params = self.rgb.params
             self.opt_features = None
-        self.opt_decoder = torch.optim.Adam(self.decoder.parameters(), lr=cfg.lr_decoder)
+        trainable = [p for p in self.head.parameters() if p.requires_grad]
+        self.opt_decoder = torch.optim.Adam(trainable, lr=cfg.lr_decoder) if trainable else None
         self.step_count = 0
         self._rng = np.random.default_rng(cfg.seed)
         self._order: list[int] = []
@@ -142,13 +126,18 @@ class FieldTrainer:
     def _stem(self, item: dict[str, Any]) -> str:
         return Path(self.scene.image_paths[int(item["index"])]).stem
 
+    def _target(self, item: dict[str, Any]) -> dict[str, Tensor]:
+        return self.supervision.target(self._stem(item), int(item["height"]), int(item["width"]), self.device)
+
     def feature_loss(self, item: dict[str, Any], params=None) -> Tensor:
-        """Cross-entropy of the decoded rendered features of ``item`` vs its index maps."""
+        """The method's loss of the rendered features of ``item`` against its targets."""
         feats = render_features(params if params is not None else self.params, item, self.device)
-        targets = target_maps(
-            self.codebook, self._stem(item), int(item["height"]), int(item["width"]), self.decoder.n_levels
-        ).to(self.device)
-        return semantic_loss(self.decoder(feats), targets)
+        return self.head.loss(feats, self._target(item))
+
+    def _step_decoder(self) -> None:
+        if self.opt_decoder is not None:
+            self.opt_decoder.step()
+            self.opt_decoder.zero_grad(set_to_none=True)
 
     def step(self) -> dict[str, float]:
         """One step; returns the semantic loss (and RGB stats in the joint schedule)."""
@@ -157,12 +146,11 @@ class FieldTrainer:
 
             def extra(item, meta):
                 sem = self.feature_loss(item, self.rgb.params)
-                holder["sem"] = float(sem)
+                holder["sem"] = float(sem.detach())
                 return self.cfg.semantic_weight * sem
 
             stats = self.rgb.step(extra_loss=extra)
-            self.opt_decoder.step()
-            self.opt_decoder.zero_grad(set_to_none=True)
+            self._step_decoder()
             self.params = self.rgb.params
             self.step_count = self.rgb.step_count
             return {**stats, "sem": holder.get("sem", float("nan"))}
@@ -174,26 +162,22 @@ class FieldTrainer:
             raise FloatingPointError(f"semantic training diverged at step {self.step_count}: non-finite loss")
         loss.backward()
         self.opt_features.step()
-        self.opt_decoder.step()
         self.opt_features.zero_grad(set_to_none=True)
-        self.opt_decoder.zero_grad(set_to_none=True)
+        self._step_decoder()
         self.step_count += 1
         return {"sem": float(loss.detach()), "n": int(self.params["means"].shape[0])}
 
     @torch.no_grad()
-    def pixel_accuracy(self, dataset) -> float:
-        """Fraction of pixels whose decoded index (a prototype or "no mask") equals the target, over ``dataset``."""
-        hit, tot = 0, 0
+    def fit(self, dataset) -> float:
+        """The head's fit measure over ``dataset`` (codebook: pixel label accuracy incl. "no mask";
+        raw / autoencoder: mean cosine of prediction and target on covered pixels)."""
+        total, count = 0.0, 0
         for i in range(len(dataset)):
             item = dataset[i]
-            feats = render_features(self.params, item, self.device)
-            idx = self.decoder.decode_indices(feats)
-            t = target_maps(
-                self.codebook, self._stem(item), int(item["height"]), int(item["width"]), self.decoder.n_levels
-            ).to(self.device)
-            hit += int((idx == t).sum())
-            tot += int(t.numel())
-        return hit / max(tot, 1)
+            s, n = self.head.fit(render_features(self.params, item, self.device), self._target(item))
+            total += s
+            count += n
+        return total / max(count, 1)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -203,11 +187,9 @@ class FieldTrainer:
             "config": to_dict(self.cfg),
             "rgb_config": to_dict(self.rgb.cfg),
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
-            "decoder": self.decoder.state_dict(),
-            "decoder_config": to_dict(self.cfg.decoder),
-            "n_prototypes": self.decoder.n_prototypes,
-            "prototypes": [p.cpu() for p in self.codebook.prototypes],
-            "encoder": dict(self.codebook.manifest.extra.get("encoder", {})),
+            "method": self.head.method,
+            "head": self.head.get_state(),
+            "encoder": dict(self.supervision.encoder_spec),
             "sh_degree": self.rgb.cfg.sh_degree,
             "white_background": bool(self.scene.white_background),
         }
@@ -218,8 +200,8 @@ SCHEDULES = ("frozen", "joint")
 
 def field_inputs(cfg: FieldConfig) -> dict[str, str]:
     """Fingerprints of the inputs (the manifest's ``inputs``): stale inputs force a redo."""
-    cb = Manifest.load(cfg.codebook, kind="codebook")
-    out = {"codebook": cb.fingerprint()}
+    method = method_of(cfg.supervision)
+    out = {method.artifact_kind: Manifest.load(cfg.supervision).fingerprint()}
     if cfg.schedule == "frozen":
         out["rgb_ckpt"] = file_hash(Path(cfg.rgb_run) / "ckpt" / "latest.pt")
     return out
@@ -244,11 +226,11 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
             m = read_json(out / "metrics.json")
             m["reused"] = True
             return m
-    codebook = load_codebook(cfg.codebook)
+    supervision = method_of(cfg.supervision).supervision(Path(cfg.supervision))
     if cfg.schedule == "joint":
         rgb_cfg.iterations = cfg.iterations
         rgb_cfg.out = out / "joint_rgb"
-    trainer = FieldTrainer(cfg, rgb_cfg, codebook)
+    trainer = FieldTrainer(cfg, rgb_cfg, supervision)
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.iterations, disable=not cfg.progress, desc=f"train field ({cfg.schedule})", dynamic_ncols=True)
     while trainer.step_count < cfg.iterations:
@@ -268,14 +250,17 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
         torch.save(trainer.state_dict(), tmp)
     from ccl_gs.field.export import export_field_ply
 
-    export_field_ply(out / "point_cloud.ply", trainer.params, trainer.decoder)
+    export_field_ply(out / "point_cloud.ply", trainer.params, trainer.head)
+    fit = trainer.head.fit_name
     metrics = {
+        "method": trainer.head.method,
         "schedule": cfg.schedule,
         "iterations": trainer.step_count,
         "seconds": seconds,
         "n_gaussians": int(trainer.params["means"].shape[0]),
-        "train_label_accuracy": trainer.pixel_accuracy(trainer.train_set),
-        "test_label_accuracy": trainer.pixel_accuracy(trainer.test_set) if len(trainer.test_set) else float("nan"),
+        "fit_measure": fit,
+        f"train_{fit}": trainer.fit(trainer.train_set),
+        f"test_{fit}": trainer.fit(trainer.test_set) if len(trainer.test_set) else float("nan"),
     }
     write_json(out / "metrics.json", metrics)
     manifest.extra = {"encoder": trainer.state_dict()["encoder"]}
