@@ -22,8 +22,11 @@ project's CLIs. Reported per run:
     python bench/bench_semantic.py [--scenes 0 1 2] [--seeds 0 1] [--levels 0 1 2] \
         [--methods ccl no_pull_push] [--n 64] [--out bench/results/semantic.json]
 
-Methods are the registered codebook variants. Finished runs are reused
-(each stage's CLI skips work whose artifact is current).
+Methods: the registered codebook variants (``ccl``, ``no_pull_push``, ...;
+swept over ``--n``), ``autoencoder`` (LangSplat-style: 512 -> 3 latents,
+3-d Gaussian features per level) and ``raw`` (the preprocess features
+regressed directly, no codebook). Finished runs are reused (each stage's CLI
+skips work whose artifact is current).
 """
 
 from __future__ import annotations
@@ -56,6 +59,32 @@ def sh(*args: str) -> None:
     r = subprocess.run([PY, *args], cwd=REPO, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"failed: {' '.join(args)}\n{r.stderr[-2000:]}")
+
+
+BASELINES = ("autoencoder", "raw")
+"""Methods other than the codebook variants (no codebook size)."""
+
+
+def runs(methods: list[str], sizes: list[int], seeds: list[int]):
+    """(method, N or None, seed) of every run: codebook variants are swept over N, baselines are not."""
+    for method in methods:
+        for n in [None] if method in BASELINES else sizes:
+            for seed in seeds:
+                yield method, n, seed
+
+
+def stage2(method: str, n: int | None, seed: int, pre: Path, d: Path, args) -> Path:
+    """Run the method's stage 2 on the preprocess folder ``pre``; returns the field's ``--supervision``."""
+    if method == "raw":
+        return pre
+    if method == "autoencoder":
+        sh("-m", "ccl_gs.autoencoder", "--preprocessed", str(pre), "--out", str(d / "autoencoder"),
+           "--seed", str(seed), "--quiet")
+        return d / "autoencoder"
+    sh("-m", "ccl_gs.codebook", "--preprocessed", str(pre), "--out", str(d / "codebook"),
+       "--variant", method, "--iterations", str(args.codebook_iters), "--n-prototypes", str(n),
+       "--seed", str(seed), "--quiet")
+    return d / "codebook"
 
 
 def selection_quality(field_dir: Path, scene_root: Path, labels_dir: Path) -> dict[str, float]:
@@ -148,7 +177,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, nargs="*", default=[64], help="codebook sizes N")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "semantic.json")
     ap.add_argument("--levels", type=int, nargs="*", default=[0, 1, 2])
-    ap.add_argument("--methods", nargs="*", default=["ccl", "no_pull_push"])
+    ap.add_argument("--methods", nargs="*", default=["ccl", "no_pull_push", "autoencoder", "raw"])
     ap.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_semantic")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--rgb-iters", type=int, default=1500)
@@ -179,13 +208,11 @@ def main() -> int:
                "--track-source", "precomputed", "--encoder", "oracle", "--oracle.scene-root", str(scene),
                    "--oracle.noise", str(LEVELS[level]), "--merge.min-visible-area", "10", "--no-progress",
                    "--overwrite")
-            for method, n, seed in itertools.product(args.methods, args.n, args.seeds):
-                d = lvl_dir / f"{method}_n{n}_seed{seed}"
+            for method, n, seed in runs(args.methods, args.n, args.seeds):
+                d = lvl_dir / (f"{method}_n{n}_seed{seed}" if n else f"{method}_seed{seed}")
                 t0 = time.perf_counter()
-                sh("-m", "ccl_gs.codebook", "--preprocessed", str(pre), "--out", str(d / "codebook"),
-                   "--variant", method, "--iterations", str(args.codebook_iters), "--n-prototypes", str(n),
-                   "--seed", str(seed), "--quiet")
-                sh("-m", "ccl_gs.field", "--codebook", str(d / "codebook"), "--rgb-run", str(rgb),
+                sup = stage2(method, n, seed, pre, d, args)
+                sh("-m", "ccl_gs.field", "--supervision", str(sup), "--rgb-run", str(rgb),
                    "--out", str(d / "field"), "--iterations", str(args.field_iters), "--seed", str(seed),
                    "--no-progress")
                 sh("render.py", "--field-dir", str(d / "field"), "--out", str(d / "render"), "--lerf-labels", str(labels))
@@ -204,10 +231,10 @@ def main() -> int:
                 rows.append(row)
                 print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     summary = {}
-    for method, n, level in itertools.product(args.methods, args.n, args.levels):
+    for (method, n, _), level in itertools.product(runs(args.methods, args.n, [0]), args.levels):
         rs = [r for r in rows if r["method"] == method and r["n_prototypes"] == n and r["level"] == level]
         if rs:
-            summary[f"{method}/n{n}/level{level}"] = {
+            summary[f"{method}/n{n}/level{level}" if n else f"{method}/level{level}"] = {
                 **{k: float(np.mean([r[k] for r in rs]))
                    for k in ("miou", "loc_acc", "selection_precision", "selection_recall", "query_ms_per_view")},
                 "miou_std": float(np.std([r["miou"] for r in rs])),
@@ -218,8 +245,9 @@ def main() -> int:
         print(f"{k:<28}{v['miou']:>8.3f}{v['miou_std']:>8.3f}{v['loc_acc']:>8.3f}{v['selection_precision']:>8.3f}"
               f"{v['selection_recall']:>8.3f}{v['query_ms_per_view']:>9.1f}{v['runs']:>6}")
     last = rows[-1]
+    n = last["n_prototypes"]
     d = (args.work / f"s{last['scene']}" / f"level{last['level']}"
-         / f"{last['method']}_n{last['n_prototypes']}_seed{last['seed']}")
+         / (f"{last['method']}_n{n}_seed{last['seed']}" if n else f"{last['method']}_seed{last['seed']}"))
     cats = json.loads((d / "render" / "render.json").read_text())["queries"]
     lat = latency_256(d / "field", cats)
     print(f"query latency, one 256x256 view, {len(cats)} queries (features + decode + relevancy): {lat:.1f} ms")

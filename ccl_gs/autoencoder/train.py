@@ -26,6 +26,7 @@ from ccl_gs.autoencoder.model import AutoencoderConfig, LanguageAutoencoder, rec
 from ccl_gs.codebook.data import PreprocessedInput, load_preprocessed
 from ccl_gs.config import from_dict, to_dict
 from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path
+from ccl_gs.runtime import device_for_run
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def train_autoencoder(
             log.info("autoencoder %s is up to date; skipping", out_dir)
             return load_autoencoder(out_dir, inp)
         (out_dir / "manifest.json").unlink()  # incomplete until the new manifest lands
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = device_for_run(device)
     torch.manual_seed(cfg.seed)
     feats = inp.masks.features.to(dev)  # [M, D] unit norm
     model = LanguageAutoencoder(cfg, inp.dim).to(dev)

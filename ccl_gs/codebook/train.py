@@ -68,6 +68,7 @@ from ccl_gs.codebook.quality import cross_view_consistency
 from ccl_gs.config import from_dict, to_dict
 from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, load_npz, save_npz_atomic
 from ccl_gs.masks.types import LEVELS
+from ccl_gs.runtime import device_for_run
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,8 @@ _FINAL_WINDOW = 50
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when available, else CPU (single-threaded, see :data:`ccl_gs.runtime.CPU_TORCH_THREADS`)."""
+    return device_for_run()
 
 
 @dataclass
@@ -423,7 +424,7 @@ def train_codebook(
         manifest_path.unlink()  # the folder is incomplete until the new manifest lands
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    dev = torch.device(device) if device is not None else default_device()
+    dev = device_for_run(device)
     trainer = CodebookTrainer(inp.masks, cfg, dev)
     ckpt = out_dir / CHECKPOINT_FILE
     if not _try_resume(ckpt, trainer, fingerprint) and cfg.reseed_every:

@@ -29,6 +29,7 @@ from torch import Tensor
 from ccl_gs.config import from_dict, to_dict
 from ccl_gs.io.artifacts import ArtifactError, atomic_path, read_json, write_json
 from ccl_gs.metrics.image import psnr, ssim
+from ccl_gs.runtime import CPU_TORCH_THREADS, device_for_run  # noqa: F401 (re-exported)
 from ccl_gs.splat.gaussians import InitConfig, LearningRates, init_gaussians, make_optimizers, render_rgb
 from ccl_gs.splat.strategy import DensifyConfig, make_strategy, strategy_state_to_cpu
 
@@ -61,23 +62,6 @@ class RGBTrainConfig:
     seed: int = field(default=0, metadata={"help": "Random seed."})
     overwrite: bool = field(default=False, metadata={"help": "Discard an existing run in --out with a different config."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
-
-
-CPU_TORCH_THREADS = 1
-"""PyTorch intra-op threads on CPU. The rasterizer's numba kernels already use
-every core; PyTorch's OpenMP threads spinning beside them made training 5-30x
-slower on 2 cores, so PyTorch runs single-threaded (``CCL_GS_TORCH_THREADS``
-overrides)."""
-
-
-def device_for_run() -> torch.device:
-    """CUDA when available, else CPU (with PyTorch set to :data:`CPU_TORCH_THREADS` threads)."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    import os
-
-    torch.set_num_threads(int(os.environ.get("CCL_GS_TORCH_THREADS", CPU_TORCH_THREADS)))
-    return torch.device("cpu")
 
 
 def scene_focus(scene) -> np.ndarray:
