@@ -244,13 +244,16 @@ def main() -> int:
     for k, v in summary.items():
         print(f"{k:<28}{v['miou']:>8.3f}{v['miou_std']:>8.3f}{v['loc_acc']:>8.3f}{v['selection_precision']:>8.3f}"
               f"{v['selection_recall']:>8.3f}{v['query_ms_per_view']:>9.1f}{v['runs']:>6}")
-    last = rows[-1]
-    n = last["n_prototypes"]
-    d = (args.work / f"s{last['scene']}" / f"level{last['level']}"
-         / (f"{last['method']}_n{n}_seed{last['seed']}" if n else f"{last['method']}_seed{last['seed']}"))
-    cats = json.loads((d / "render" / "render.json").read_text())["queries"]
-    lat = latency_256(d / "field", cats)
-    print(f"query latency, one 256x256 view, {len(cats)} queries (features + decode + relevancy): {lat:.1f} ms")
+    lat = {}
+    for method in args.methods:
+        r = next(r for r in rows if r["method"] == method)
+        n = r["n_prototypes"]
+        d = (args.work / f"s{r['scene']}" / f"level{r['level']}"
+             / (f"{method}_n{n}_seed{r['seed']}" if n else f"{method}_seed{r['seed']}"))
+        cats = json.loads((d / "render" / "render.json").read_text())["queries"]
+        lat[method] = latency_256(d / "field", cats)
+        print(f"query latency, {method}, one 256x256 view, {len(cats)} queries "
+              f"(features + decode + relevancy): {lat[method]:.1f} ms")
     write_json(args.out,
                {"rows": rows, "summary": summary, "query_ms_256": lat, "args": vars(args)})
     return 0
