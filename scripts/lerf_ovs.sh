@@ -8,10 +8,11 @@
 # SCENE: e.g. lerf_ovs/teatime (images/ + sparse/0 or transforms.json);
 # LABELS: the label root holding LABELS/<scene>/frame_XXXXX.json.
 # Model weights: SAM_CKPT, SAM2_CKPT, CLIP_PRETRAINED as in scripts/ovs3d.sh. Each stage
-# skips its work when its artifact is current; --stage runs one stage alone.
+# skips its work when its artifact is current; --stage runs one stage alone. METHOD picks
+# the method (ccl, the default, | no_pull_push | autoencoder | raw; see scripts/_method.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 3 ] || { sed -n '2,11p' "$0"; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,12p' "$0"; exit 2; }
 SCENE=$1; LABELS=$2; OUT=$3; shift 3
 STAGE=all
 while [ $# -gt 0 ]; do
@@ -27,13 +28,14 @@ SAM_CKPT=${SAM_CKPT:-ckpts/sam_vit_h_4b8939.pth}
 SAM2_CKPT=${SAM2_CKPT:-ckpts/sam2.1_hiera_large.pt}
 CLIP_PRETRAINED=${CLIP_PRETRAINED:-laion2b_s34b_b88k}
 run() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+source scripts/_method.sh
 
 if run preprocess; then
   "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --sam-checkpoint "$SAM_CKPT" \
     --sam2-checkpoint "$SAM2_CKPT" --clip-pretrained "$CLIP_PRETRAINED"
 fi
 if run codebook; then
-  "$PY" -m ccl_gs.codebook --preprocessed "$OUT/preprocess" --out "$OUT/codebook"
+  run_stage2 "$OUT/preprocess" "$OUT"
 fi
 if run rgb; then
   # labelled frames are training views (the LERF-OVS protocol): train on all views
@@ -41,7 +43,7 @@ if run rgb; then
     --densify.refine-stop-iter 15000
 fi
 if run field; then
-  "$PY" -m ccl_gs.field --supervision "$OUT/codebook" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
+  "$PY" -m ccl_gs.field --supervision "$(supervision_dir "$OUT/preprocess" "$OUT")" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
 fi
 if run render; then
   "$PY" render.py --field-dir "$OUT/field" --out "$OUT/render" --lerf-labels "$LABELS/$NAME"

@@ -8,10 +8,11 @@
 # SCENE holds images/, poses_bounds.npy and segmentations/{classes.txt,<view>/<class>.png}.
 # Model weights: SAM_CKPT (sam_vit_h_4b8939.pth), SAM2_CKPT (sam2.1_hiera_large.pt); CLIP
 # loads by name through open_clip (CLIP_PRETRAINED may be a local file). Each stage skips
-# its work when its artifact is current; --stage runs one stage alone.
+# its work when its artifact is current; --stage runs one stage alone. METHOD picks the
+# method (ccl, the default, | no_pull_push | autoencoder | raw; see scripts/_method.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,11p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,12p' "$0"; exit 2; }
 SCENE=$1; OUT=$2; shift 2
 STAGE=all
 while [ $# -gt 0 ]; do
@@ -27,13 +28,14 @@ SAM2_CKPT=${SAM2_CKPT:-ckpts/sam2.1_hiera_large.pt}
 CLIP_PRETRAINED=${CLIP_PRETRAINED:-laion2b_s34b_b88k}
 FACTOR=${FACTOR:-4}
 run() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+source scripts/_method.sh
 
 if run preprocess; then
   "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --sam-checkpoint "$SAM_CKPT" \
     --sam2-checkpoint "$SAM2_CKPT" --clip-pretrained "$CLIP_PRETRAINED"
 fi
 if run codebook; then
-  "$PY" -m ccl_gs.codebook --preprocessed "$OUT/preprocess" --out "$OUT/codebook"
+  run_stage2 "$OUT/preprocess" "$OUT"
 fi
 if run rgb; then
   # 3D-OVS evaluates on training views: train on all of them
@@ -41,7 +43,7 @@ if run rgb; then
     --densify.refine-stop-iter 15000
 fi
 if run field; then
-  "$PY" -m ccl_gs.field --supervision "$OUT/codebook" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
+  "$PY" -m ccl_gs.field --supervision "$(supervision_dir "$OUT/preprocess" "$OUT")" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
 fi
 if run render; then
   "$PY" render.py --field-dir "$OUT/field" --out "$OUT/render" --ovs3d-data "$SCENE"

@@ -8,7 +8,8 @@
 # Every stage skips its work when its artifact is current (the CLIs check the
 # manifests), so re-running resumes after a kill. --stage runs one stage alone.
 # Options by environment: SEED (0), SIZE (128), VIEWS (24), SIM_LEVEL (1),
-# CODEBOOK (ccl | no_pull_push), RGB_ITERS (1500), FIELD_ITERS (800).
+# METHOD (ccl | no_pull_push | pull_only | push_only | autoencoder | raw, see scripts/_method.sh),
+# RGB_ITERS (1500), FIELD_ITERS (800).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=outputs/demo
@@ -16,20 +17,21 @@ STAGE=all
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) STAGE=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $1" >&2; exit 2 ;;
     *) OUT=$1; shift ;;
   esac
 done
 PY=${PY:-.venv/bin/python}
 SEED=${SEED:-0}; SIZE=${SIZE:-128}; VIEWS=${VIEWS:-24}; SIM_LEVEL=${SIM_LEVEL:-1}
-CODEBOOK=${CODEBOOK:-ccl}; RGB_ITERS=${RGB_ITERS:-1500}; FIELD_ITERS=${FIELD_ITERS:-800}
+RGB_ITERS=${RGB_ITERS:-1500}; FIELD_ITERS=${FIELD_ITERS:-800}
 NAME=synthetic_s${SEED}
 DATA=$OUT/data
 SCENE=$DATA/lerf_ovs/$NAME
 LABELS=$DATA/lerf_ovs/label/$NAME
 export HF_HUB_OFFLINE=1
 run() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+source scripts/_method.sh
 
 if run generate; then
   if [ -f "$SCENE/transforms.json" ] && [ -d "$SCENE/sim_tracks" ]; then
@@ -44,15 +46,14 @@ if run preprocess; then
     --track-source precomputed --encoder oracle --oracle.scene-root "$SCENE" --merge.min-visible-area 10
 fi
 if run codebook; then
-  "$PY" -m ccl_gs.codebook --preprocessed "$OUT/preprocess" --out "$OUT/codebook" --variant "$CODEBOOK" \
-    --iterations 1000
+  run_stage2 "$OUT/preprocess" "$OUT" --iterations 1000
 fi
 if run rgb; then
   "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --iterations "$RGB_ITERS" --sh-degree 2 \
     --sh-degree-interval 500 --densify.refine-start-iter 200 --densify.refine-stop-iter 1000
 fi
 if run field; then
-  "$PY" -m ccl_gs.field --supervision "$OUT/codebook" --rgb-run "$OUT/rgb" --out "$OUT/field" \
+  "$PY" -m ccl_gs.field --supervision "$(supervision_dir "$OUT/preprocess" "$OUT")" --rgb-run "$OUT/rgb" --out "$OUT/field" \
     --iterations "$FIELD_ITERS"
 fi
 if run render; then

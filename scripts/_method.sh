@@ -1,0 +1,29 @@
+# Stage 2 of the method chosen by METHOD (sourced by the scene scripts; needs PY):
+#   ccl | no_pull_push | pull_only | push_only   contrastive codebook, a registered variant (CCL-LGS and its ablations)
+#   autoencoder                                  LangSplat-style language autoencoder (512 -> 3 per level)
+#   raw                                          none: the field regresses the preprocess features directly
+# The semantic field's --supervision is the stage-2 folder, whose kind selects the method.
+METHOD=${METHOD:-ccl}
+
+# supervision_dir PRE OUT: the folder the field trains from.
+supervision_dir() {
+  case "$METHOD" in
+    raw) echo "$1" ;;
+    autoencoder) echo "$2/autoencoder" ;;
+    *) echo "$2/codebook" ;;
+  esac
+}
+
+# run_stage2 PRE OUT [codebook options...]
+run_stage2() {
+  local pre=$1 out=$2
+  shift 2
+  case "$METHOD" in
+    raw) echo "[stage 2] METHOD=raw: no stage 2, the field reads $pre" ;;
+    autoencoder) "$PY" -m ccl_gs.autoencoder --preprocessed "$pre" --out "$out/autoencoder" ;;
+    ccl|no_pull_push|pull_only|push_only)
+      "$PY" -m ccl_gs.codebook --preprocessed "$pre" --out "$out/codebook" --variant "$METHOD" "$@" ;;
+    *) echo "error: unknown METHOD=$METHOD (ccl | no_pull_push | pull_only | push_only | autoencoder | raw)" >&2
+       exit 2 ;;
+  esac
+}
