@@ -183,9 +183,21 @@ def main() -> int:
     ap.add_argument("--rgb-iters", type=int, default=1500)
     ap.add_argument("--field-iters", type=int, default=600)
     ap.add_argument("--codebook-iters", type=int, default=600)
+    ap.add_argument("--merge", type=Path, nargs="*", default=None,
+                    help="no runs: merge the rows of these result files (runs split over processes), "
+                         "summarize, and measure the 256x256 latency on this machine")
+    ap.add_argument("--no-latency", dest="latency", action="store_false", help="skip the 256x256 latency")
     args = ap.parse_args()
     rows = []
-    for scene_seed in args.scenes:
+    if args.merge is not None:
+        for f in args.merge:
+            rows += json.loads(f.read_text())["rows"]
+        args.scenes = sorted({r["scene"] for r in rows})
+        args.seeds = sorted({r["seed"] for r in rows})
+        args.levels = sorted({r["level"] for r in rows})
+        args.methods = list(dict.fromkeys(r["method"] for r in rows))
+        args.n = sorted({r["n_prototypes"] for r in rows if r["n_prototypes"]})
+    for scene_seed in ([] if args.merge is not None else args.scenes):
         data = args.work / f"s{scene_seed}" / "data"
         name = f"synthetic_s{scene_seed}"
         scene = data / "lerf_ovs" / name
@@ -245,7 +257,7 @@ def main() -> int:
         print(f"{k:<28}{v['miou']:>8.3f}{v['miou_std']:>8.3f}{v['loc_acc']:>8.3f}{v['selection_precision']:>8.3f}"
               f"{v['selection_recall']:>8.3f}{v['query_ms_per_view']:>9.1f}{v['runs']:>6}")
     lat = {}
-    for method in args.methods:
+    for method in args.methods if args.latency else []:
         r = next(r for r in rows if r["method"] == method)
         n = r["n_prototypes"]
         d = (args.work / f"s{r['scene']}" / f"level{r['level']}"
@@ -255,7 +267,8 @@ def main() -> int:
         print(f"query latency, {method}, one 256x256 view, {len(cats)} queries "
               f"(features + decode + relevancy): {lat[method]:.1f} ms")
     write_json(args.out,
-               {"rows": rows, "summary": summary, "query_ms_256": lat, "args": vars(args)})
+               {"rows": rows, "summary": summary, "query_ms_256": lat,
+                "args": {k: [str(x) for x in v] if k == "merge" and v else v for k, v in vars(args).items()}})
     return 0
 
 
