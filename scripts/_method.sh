@@ -1,5 +1,5 @@
 # Stage 2 of the method chosen by METHOD (sourced by the scene scripts; needs PY):
-#   ccl | no_pull_push | pull_only | push_only   contrastive codebook, a registered variant (CCL-LGS and its ablations)
+#   ccl | ccl_gated | no_pull_push | pull_only | push_only   contrastive codebook variants (CCL-LGS, ablations)
 #   autoencoder                                  LangSplat-style language autoencoder (512 -> 3 per level)
 #   raw                                          none: the field regresses the preprocess features directly
 # The semantic field's --supervision is the stage-2 folder, whose kind selects the method.
@@ -21,7 +21,7 @@ run_stage2() {
   case "$METHOD" in
     raw) echo "[stage 2] METHOD=raw: no stage 2, the field reads $pre" ;;
     autoencoder) "$PY" -m ccl_gs.autoencoder --preprocessed "$pre" --out "$out/autoencoder" ;;
-    ccl|no_pull_push|pull_only|push_only)
+    ccl|ccl_gated|no_pull_push|pull_only|push_only)
       "$PY" -m ccl_gs.codebook --preprocessed "$pre" --out "$out/codebook" --variant "$METHOD" "$@" ;;
     *) echo "error: unknown METHOD=$METHOD (ccl | no_pull_push | pull_only | push_only | autoencoder | raw)" >&2
        exit 2 ;;

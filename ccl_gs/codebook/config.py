@@ -23,6 +23,11 @@ class CodebookConfig:
         default=0.7,
         metadata={"help": "m, push margin: different-label prototype pairs are pushed below this cosine"},
     )
+    pull_gate: float | None = field(
+        default=None,
+        metadata={"help": "pull only same-label pairs whose prototypes have cosine above this (robust to tracker "
+                          "identity switches; not in the paper); None = pull every same-label pair"},
+    )
     w_max: float = field(default=1.0, metadata={"help": "weight of L_max = 1 - cos(F_i, T_j*)"})
     w_pull: float = field(default=0.25, metadata={"help": "weight of L_pull (same-label prototype pairs)"})
     w_push: float = field(default=0.25, metadata={"help": "weight of L_push (different-label prototype pairs)"})
@@ -78,9 +83,13 @@ CODEBOOK_VARIANTS: dict[str, CodebookConfig] = {
     "no_pull_push": CodebookConfig(w_pull=0.0, w_push=0.0),
     "pull_only": CodebookConfig(w_push=0.0),
     "push_only": CodebookConfig(w_pull=0.0),
+    "ccl_gated": CodebookConfig(pull_gate=0.7),
 }
-"""Named codebook configs: the method (``"ccl"``) and its loss ablations
-(paper Table 2: baseline = L_max only, w/ pull, w/ push)."""
+"""Named codebook configs: the method (``"ccl"``), its loss ablations (paper
+Table 2: baseline = L_max only, w/ pull, w/ push), and ``"ccl_gated"``: CCL
+whose pull skips same-label pairs of prototypes already further apart than
+the push margin (cosine <= 0.7), so pull and push share one boundary and a
+tracker identity switch cannot drag two objects' prototypes together."""
 
 
 def codebook_variant(name: str, **overrides) -> CodebookConfig:

@@ -94,14 +94,24 @@ def max_loss(
 def pull_loss(
     t_a: Tensor,  # [P, D]
     t_b: Tensor,  # [P, D]
+    gate: float | None = None,
 ) -> Tensor:
     """``mean(1 - cos(t_a, t_b))`` over same-label pairs; 0 when ``P = 0``.
 
     ``t_a``, ``t_b`` are the prototypes chosen by the two masks of each pair.
+    With ``gate``, only pairs whose prototypes are already closer than it
+    (``cos > gate``) are pulled (the others count as 0 in the mean): a
+    same-label pair of dissimilar prototypes is then taken for a label error
+    (a tracker identity switch) rather than merged. Not in the paper; see
+    :class:`~ccl_gs.codebook.config.CodebookConfig` ``pull_gate``.
     """
     if t_a.shape[0] == 0:
         return t_a.sum() * 0.0
-    return (1.0 - (normalize(t_a) * normalize(t_b)).sum(-1)).mean()
+    cos = (normalize(t_a) * normalize(t_b)).sum(-1)
+    loss = 1.0 - cos
+    if gate is not None:
+        loss = loss * (cos.detach() > gate)
+    return loss.mean()
 
 
 def push_loss(
@@ -145,6 +155,7 @@ def codebook_loss(
     w_max: float = 1.0,
     w_pull: float = 0.25,
     w_push: float = 0.25,
+    pull_gate: float | None = None,
 ) -> LossTerms:
     """The CCL objective on one batch of masks and pairs of masks.
 
@@ -156,6 +167,7 @@ def codebook_loss(
         features: ``[B, D]`` unit-norm features for ``L_max``.
         pos_a, pos_b: ``[P+, D]`` features of the two masks of each same-label pair.
         neg_a, neg_b: ``[P-, D]`` features of the two masks of each different-label pair.
+        pull_gate: see :func:`pull_loss` (None = the paper's pull on every same-label pair).
     Returns:
         :class:`LossTerms` (``total = w_max L_max + w_pull L_pull + w_push L_push``).
     """
@@ -165,7 +177,7 @@ def codebook_loss(
     j_f, j_pa, j_pb, j_na, j_nb = torch.split(j_all, sizes)
     l_max = max_loss(features, prototypes, j_f)
     # The terms are computed even at weight 0 so that ablations log comparable numbers.
-    l_pull = pull_loss(prototypes[j_pa], prototypes[j_pb])
+    l_pull = pull_loss(prototypes[j_pa], prototypes[j_pb], pull_gate)
     l_push = push_loss(prototypes[j_na], prototypes[j_nb], margin)
     total = w_max * l_max + w_pull * l_pull + w_push * l_push
     return LossTerms(total=total, l_max=l_max, l_pull=l_pull, l_push=l_push)

@@ -215,6 +215,7 @@ class CodebookTrainer:
                 w_max=cfg.w_max,
                 w_pull=cfg.w_pull,
                 w_push=cfg.w_push,
+                pull_gate=cfg.pull_gate,
             )
             total = total + terms.total
             for k, v in terms.as_floats().items():

@@ -86,3 +86,23 @@ def test_push_of_one_shared_prototype_is_constant_without_gradient():
     assert float(terms.l_push.detach()) == pytest.approx(0.3, abs=1e-6)
     terms.total.backward()
     assert float(protos.grad.abs().sum()) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_gated_pull_skips_dissimilar_pairs_and_keeps_the_mean_over_all_pairs():
+    a = torch.stack([_unit([1.0, 0.0, 0.0])[0], _unit([1.0, 0.0, 0.0])[0]])
+    b = torch.stack([_unit([0.9, 0.1, 0.0])[0], _unit([0.0, 1.0, 0.0])[0]])  # cos ~0.99 and 0
+    b.requires_grad_(True)
+    near = 1.0 - float((a[0] * torch.nn.functional.normalize(b[0], dim=0)).sum())
+    gated = pull_loss(a, b, gate=0.7)
+    assert float(gated) == pytest.approx(near / 2, abs=1e-6)  # the far pair counts as 0 in the mean
+    gated.backward()
+    assert b.grad[1].abs().sum() == 0 and b.grad[0].abs().sum() > 0  # a tracker switch pulls nothing
+    assert float(pull_loss(a, b.detach())) == pytest.approx((near + 1.0) / 2, abs=1e-6)  # the paper's pull
+
+
+def test_ccl_gated_variant_is_ccl_with_the_gate_at_the_push_margin():
+    from ccl_gs.codebook.config import CODEBOOK_VARIANTS
+
+    g, c = CODEBOOK_VARIANTS["ccl_gated"], CODEBOOK_VARIANTS["ccl"]
+    assert g.pull_gate == c.margin and c.pull_gate is None
+    assert (g.w_pull, g.w_push, g.margin) == (c.w_pull, c.w_push, c.margin)
