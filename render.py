@@ -5,8 +5,9 @@
         --queries "mug" "table" --split test
 
 writes RGB renders, relevancy heat maps over the RGB, masks, the evaluation
-inputs (``lerf_ovs/`` and, with ``--scores-for-ovs3d``, ``ovs3d/``) and one PLY
-of selected Gaussians per query; see :mod:`ccl_gs.field.render`.
+inputs (``lerf_ovs/`` and, with ``--ovs3d-data``, ``ovs3d/``) and one PLY of
+selected Gaussians per query; see :mod:`ccl_gs.field.render`. A field whose
+inputs changed since training is refused (exit 2, one line).
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def plan(cfg: RenderConfig, scene, rgb_cfg) -> RenderPlan:
 def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
     """Render the planned views with the planned queries; returns a summary dict."""
     from ccl_gs.config import from_dict
-    from ccl_gs.field.train import FieldConfig
+    from ccl_gs.field.train import FieldConfig, check_current
     from ccl_gs.io.artifacts import read_json
     from ccl_gs.metrics import lerf_ovs, ovs3d
     from ccl_gs.metrics.lerf_ovs import query_slug
@@ -147,6 +147,7 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
 
     device = device_for_run()
     lf = LanguageField.load(cfg.field_dir, device)
+    check_current(cfg.field_dir)
     fcfg = from_dict(FieldConfig, read_json(Path(cfg.field_dir) / "config.json"))
     rgb_cfg_path = Path(cfg.field_dir) / "joint_rgb" / "config.json"
     if not rgb_cfg_path.exists():

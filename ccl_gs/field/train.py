@@ -207,6 +207,28 @@ def field_inputs(cfg: FieldConfig) -> dict[str, str]:
     return out
 
 
+def check_current(field_dir: Path) -> None:
+    """Refuse a trained field whose inputs changed or vanished since it was trained.
+
+    Raises:
+        ArtifactError: the stage-2 artifact or RGB checkpoint it was trained
+            from is missing or differs from the fingerprint in its manifest.
+    """
+    field_dir = Path(field_dir)
+    man = Manifest.load(field_dir, kind="semantic_field")
+    cfg = from_dict(FieldConfig, read_json(field_dir / "config.json"))
+    try:
+        now = field_inputs(cfg)
+    except ArtifactError as e:
+        raise ArtifactError(f"field {field_dir} was trained from inputs that are gone ({e})") from e
+    changed = sorted(k for k in set(now) | set(man.inputs) if now.get(k) != man.inputs.get(k))
+    if changed:
+        raise ArtifactError(
+            f"field {field_dir} is stale: its input(s) {', '.join(changed)} changed since training; "
+            f"re-run `python -m ccl_gs.field` (--supervision {cfg.supervision})"
+        )
+
+
 def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train the semantic field (or reuse a current one); returns metrics."""
     from tqdm import tqdm

@@ -159,3 +159,26 @@ def test_joint_schedule_carries_features_through_densification(pipeline, tmp_pat
     assert n != 800  # densification changed the count and the features followed
     saved = _json.loads((cfg.out / "joint_rgb" / "config.json").read_text())
     assert saved["iterations"] == 14  # render reloads the geometry config from here
+
+
+def test_render_refuses_a_stale_field(pipeline, tmp_path):
+    """A field whose stage-2 input changed since training: render stops with one line, exit 2."""
+    import shutil
+
+    from ccl_gs.field.train import check_current
+    from ccl_gs.io.artifacts import read_json, write_json
+
+    check_current(pipeline["fcfg"].out)  # the fixture's field is current
+    stale = tmp_path / "field"
+    shutil.copytree(pipeline["fcfg"].out, stale)
+    m = read_json(stale / "manifest.json")
+    m["inputs"]["codebook"] = "0" * 16  # as if the codebook had been retrained since
+    write_json(stale / "manifest.json", m)
+    with pytest.raises(ArtifactError, match="stale: its input"):
+        check_current(stale)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "render.py"), "--field-dir", str(stale), "--out", str(tmp_path / "r"),
+         "--queries", "mug"], capture_output=True, text=True, cwd=REPO,
+    )
+    assert r.returncode == 2 and "is stale" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
