@@ -177,11 +177,11 @@ def main() -> int:
     ap.add_argument("--n", type=int, nargs="*", default=[64], help="codebook sizes N")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "semantic.json")
     ap.add_argument("--levels", type=int, nargs="*", default=[0, 1, 2])
-    ap.add_argument("--methods", nargs="*", default=["ccl", "no_pull_push", "autoencoder", "raw"])
+    ap.add_argument("--methods", nargs="*", default=["ccl", "ccl_gated", "no_pull_push", "autoencoder", "raw"])
     ap.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_semantic")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--rgb-iters", type=int, default=1500)
-    ap.add_argument("--field-iters", type=int, default=600)
+    ap.add_argument("--field-iters", type=int, default=300)
     ap.add_argument("--codebook-iters", type=int, default=600)
     ap.add_argument("--merge", type=Path, nargs="*", default=None,
                     help="no runs: merge the rows of these result files (runs split over processes), "

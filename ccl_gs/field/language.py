@@ -123,18 +123,27 @@ class LanguageField:
         return idx
 
     @torch.no_grad()
+    def render_features(self, item: dict[str, Any]) -> Tensor:
+        """The per-Gaussian features rasterized in one view: ``[H, W, d_f]``."""
+        return render_features(self.params, item, self.device)
+
+    @torch.no_grad()
     def relevancy_maps(
         self, item: dict[str, Any], query_emb: Tensor, kind: str = "canonical",
         canonical_emb: Tensor | None = None, temperature: float = DEFAULT_TEMPERATURE,
+        feats: Tensor | None = None,
     ) -> Tensor:
-        """Relevancy of the queries in one view: ``[L, Q, H, W]`` ("no mask" pixels: 0)."""
-        feats = render_features(self.params, item, self.device)
+        """Relevancy of the queries in one view: ``[L, Q, H, W]`` ("no mask" pixels: 0).
+
+        ``feats`` (``[H, W, d_f]``, from :meth:`render_features`) skips the rasterization.
+        """
+        feats = self.render_features(item) if feats is None else feats
         return self._scores(feats, self._relevancy_fn(query_emb, kind, canonical_emb, temperature), 0.0)
 
     @torch.no_grad()
-    def cosine_maps(self, item: dict[str, Any], query_emb: Tensor) -> Tensor:
+    def cosine_maps(self, item: dict[str, Any], query_emb: Tensor, feats: Tensor | None = None) -> Tensor:
         """Cosine similarity of each pixel's language with each query: ``[L, Q, H, W]`` ("no mask": -1)."""
-        feats = render_features(self.params, item, self.device)
+        feats = self.render_features(item) if feats is None else feats
         return self._scores(feats, self._cosine_fn(query_emb), -1.0)
 
     @torch.no_grad()

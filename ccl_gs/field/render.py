@@ -167,13 +167,14 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
     for vi, stem in tqdm(sorted(pl.views.items()), desc="render", dynamic_ncols=True):
         item = views[vi]
         t0 = time.perf_counter()
-        rel = lf.relevancy_maps(item, q_emb, cfg.relevancy, c_emb)  # [L, Q, H, W]
+        feats = lf.render_features(item)  # [H, W, d_f], shared by the relevancy and the 3D-OVS scores
+        rel = lf.relevancy_maps(item, q_emb, cfg.relevancy, c_emb, feats=feats)  # [L, Q, H, W]
         t_query.append(time.perf_counter() - t0)
         rel_np = rel.float().cpu().numpy()
         for qi, q in enumerate(pl.queries):
             lerf_ovs.save_render(out / "lerf_ovs", scene.name, stem, q, rel_np[:, qi])
         if pl.ovs3d_classes is not None:
-            cos = lf.cosine_maps(item, q_emb)  # [L, C, H, W]
+            cos = lf.cosine_maps(item, q_emb, feats=feats)  # [L, C, H, W]
             ovs3d.save_render(out / "ovs3d", scene.name, stem, cos.max(0).values.cpu().numpy(), pl.ovs3d_classes)
             ovs3d.save_render(out / "ovs3d_levels", scene.name, stem, rel_np, pl.ovs3d_classes)
         if cfg.write_png:
