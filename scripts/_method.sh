@@ -4,6 +4,11 @@
 #   raw                                          none: the field regresses the preprocess features directly
 # The semantic field's --supervision is the stage-2 folder, whose kind selects the method.
 METHOD=${METHOD:-ccl}
+case "$METHOD" in
+  ccl|ccl_gated|no_pull_push|pull_only|push_only|autoencoder|raw) ;;
+  *) echo "error: unknown METHOD=$METHOD (ccl | ccl_gated | no_pull_push | pull_only | push_only | autoencoder | raw)" >&2
+     exit 2 ;;
+esac
 
 # supervision_dir PRE OUT: the folder the field trains from.
 supervision_dir() {
@@ -21,9 +26,6 @@ run_stage2() {
   case "$METHOD" in
     raw) echo "[stage 2] METHOD=raw: no stage 2, the field reads $pre" ;;
     autoencoder) "$PY" -m ccl_gs.autoencoder --preprocessed "$pre" --out "$out/autoencoder" ;;
-    ccl|ccl_gated|no_pull_push|pull_only|push_only)
-      "$PY" -m ccl_gs.codebook --preprocessed "$pre" --out "$out/codebook" --variant "$METHOD" "$@" ;;
-    *) echo "error: unknown METHOD=$METHOD (ccl | no_pull_push | pull_only | push_only | autoencoder | raw)" >&2
-       exit 2 ;;
+    *) "$PY" -m ccl_gs.codebook --preprocessed "$pre" --out "$out/codebook" --variant "$METHOD" "$@" ;;
   esac
 }

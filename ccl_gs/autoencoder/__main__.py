@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = from_args(AutoencoderConfig, ns, base=AutoencoderConfig())
         art = train_autoencoder(opts["preprocessed"], cfg, opts["out"], device=opts["device"],
                                 progress=not opts["quiet"])
-    except (ArtifactError, ValueError, FloatingPointError) as e:
+    except (ArtifactError, ValueError, FloatingPointError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     ex = art.manifest.extra

@@ -161,7 +161,7 @@ def train_autoencoder(
             "encoder": inp.encoder,
             "dim": inp.dim,
             "latent_dim": cfg.latent_dim,
-            "preprocessed": str(inp.folder),
+            "preprocessed": str(Path(inp.folder).resolve()),
             "n_masks": int(feats.shape[0]),
             "final_loss": float(loss.detach()),
             "reconstruction_cosine_mean": float(cos.mean()),

@@ -133,7 +133,7 @@ class LanguageField:
         canonical_emb: Tensor | None = None, temperature: float = DEFAULT_TEMPERATURE,
         feats: Tensor | None = None,
     ) -> Tensor:
-        """Relevancy of the queries in one view: ``[L, Q, H, W]`` ("no mask" pixels: 0).
+        """Relevancy of the queries in one view: ``[L, Q, H, W]`` (codebook method: "no mask" pixels 0).
 
         ``feats`` (``[H, W, d_f]``, from :meth:`render_features`) skips the rasterization.
         """
@@ -142,7 +142,7 @@ class LanguageField:
 
     @torch.no_grad()
     def cosine_maps(self, item: dict[str, Any], query_emb: Tensor, feats: Tensor | None = None) -> Tensor:
-        """Cosine similarity of each pixel's language with each query: ``[L, Q, H, W]`` ("no mask": -1)."""
+        """Cosine similarity of each pixel's language with each query: ``[L, Q, H, W]`` (codebook: "no mask" -1)."""
         feats = self.render_features(item) if feats is None else feats
         return self._scores(feats, self._cosine_fn(query_emb), -1.0)
 

@@ -27,7 +27,13 @@ manifest kind, see :data:`METHOD_OF_KIND`):
 
 Pixels that no mask covers: the codebook head learns them as "no mask" (and
 they score ``fill``); the two baselines follow LangSplat and leave them out
-of the loss, so they decode to whatever the field puts there.
+of the loss, so they decode to whatever the field puts there (``fill`` is
+unused). The fit measure in the metrics is the label accuracy (codebook) or
+the mean cosine of the decoded embedding with the covering mask's feature
+(both baselines, so the two are comparable).
+
+``--decoder.*`` shapes the codebook and raw heads; the autoencoder head has
+no decoder of its own (its feature is the latent, ``3 L`` values).
 """
 
 from __future__ import annotations
@@ -123,14 +129,15 @@ class CodebookHead(LanguageHead):
         super().__init__()
         self.cfg = cfg
         self.decoder = FeatureDecoder(cfg, [int(p.shape[0]) for p in prototypes])
-        self.prototypes = [F.normalize(p.float(), dim=-1) for p in prototypes]  # per level [N_l, D], not trained
+        for lv, p in enumerate(prototypes):  # buffers: they follow .to(device), they are not trained
+            self.register_buffer(f"prototypes_{lv}", F.normalize(p.float(), dim=-1))
         self.feature_dim = cfg.feature_dim
         self.n_levels = len(prototypes)
 
-    def _apply(self, fn, *args, **kwargs):  # keep the prototypes on the module's device
-        super()._apply(fn, *args, **kwargs)
-        self.prototypes = [fn(p) for p in self.prototypes]
-        return self
+    @property
+    def prototypes(self) -> list[Tensor]:
+        """Per level ``[N_l, D]`` unit prototypes."""
+        return [getattr(self, f"prototypes_{lv}") for lv in range(self.n_levels)]
 
     def loss(self, feats: Tensor, target: dict[str, Tensor]) -> Tensor:
         return semantic_loss(self.decoder(feats), target["index"])
@@ -188,15 +195,16 @@ class EmbeddingHead(LanguageHead):
     def embed(self, feats: Tensor, lv: int) -> Tensor:
         raise NotImplementedError
 
-    def _covered(self, feats: Tensor, target: dict[str, Tensor], lv: int, limit: int | None):
+    def _covered(self, feats: Tensor, target: dict[str, Tensor], lv: int, limit: int | None, key: str = "table"):
+        """Features of the covered pixels of level ``lv`` (at most ``limit``, random) and their target rows."""
         idx = target["index"][lv].reshape(-1)
         pix = torch.nonzero(idx >= 0).squeeze(1)
         if limit is not None and pix.numel() > limit:
             pix = pix[torch.randperm(pix.numel(), device=pix.device)[:limit]]
-        return feats.reshape(-1, feats.shape[-1])[pix], target["table"][idx[pix]]
+        return feats.reshape(-1, feats.shape[-1])[pix], target[key][idx[pix]]
 
     def loss(self, feats: Tensor, target: dict[str, Tensor]) -> Tensor:
-        total = feats.new_zeros(())
+        total = feats.sum() * 0.0  # a view no mask covers still gives a differentiable 0
         for lv in range(self.n_levels):
             f, t = self._covered(feats, target, lv, self.max_pixels)
             if f.shape[0]:
@@ -204,13 +212,14 @@ class EmbeddingHead(LanguageHead):
         return total
 
     @torch.no_grad()
-    def fit(self, feats: Tensor, target: dict[str, Tensor]) -> tuple[float, int]:
+    def fit(self, feats: Tensor, target: dict[str, Tensor], chunk: int = 16384) -> tuple[float, int]:
+        """Sum and count of ``cos(decoded embedding, mask feature)`` over covered pixels (both baselines alike)."""
         s, n = 0.0, 0
         for lv in range(self.n_levels):
-            f, t = self._covered(feats, target, lv, None)
-            if f.shape[0]:
-                s += float(F.cosine_similarity(self.predict(f, lv), t, dim=-1).sum())
-                n += f.shape[0]
+            f, t = self._covered(feats, target, lv, None, key="features")
+            for a in range(0, f.shape[0], chunk):
+                s += float((self.embed(f[a : a + chunk], lv) * t[a : a + chunk]).sum())
+            n += f.shape[0]
         return s, n
 
     @torch.no_grad()
@@ -351,8 +360,9 @@ class CodebookSupervision(Supervision):
 class MaskFeatureSupervision(Supervision):
     """Per pixel, the (transformed) feature of the mask covering it, from a preprocess artifact.
 
-    Targets: ``index [L, H, W]`` (row of the view's table, -1 = no mask) and
-    ``table [M, D']`` (the view's mask features, through :meth:`transform`).
+    Targets: ``index [L, H, W]`` (row of the view's table, -1 = no mask),
+    ``table [M, D']`` (the view's mask features through :meth:`transform`: the
+    training targets) and ``features [M, D]`` (the unit features themselves).
     """
 
     def __init__(self, preprocessed):
@@ -372,9 +382,10 @@ class MaskFeatureSupervision(Supervision):
             feats = F.normalize(torch.from_numpy(z["features"].astype(np.float32)), dim=-1)
             with torch.no_grad():
                 table = self.transform(feats)
-            self._cache[stem] = (torch.from_numpy(z["index_maps"].astype(np.int64)), table)
-        index, table = self._cache[stem]
-        return {"index": resize_index(index, height, width).to(device), "table": table.to(device)}
+            self._cache[stem] = (torch.from_numpy(z["index_maps"].astype(np.int32)), table, feats)
+        index, table, feats = self._cache[stem]
+        return {"index": resize_index(index, height, width).to(device), "table": table.to(device),
+                "features": feats.to(device)}
 
 
 class RawSupervision(MaskFeatureSupervision):
@@ -403,7 +414,9 @@ class AutoencoderSupervision(MaskFeatureSupervision):
         from ccl_gs.codebook.data import load_preprocessed
 
         man = Manifest.load(folder, kind="autoencoder")
-        pre_dir = Path(man.extra.get("preprocessed", ""))
+        if not man.extra.get("preprocessed"):
+            raise ArtifactError(f"{Path(folder) / 'manifest.json'} does not record its preprocess folder")
+        pre_dir = Path(man.extra["preprocessed"])
         if not (pre_dir / "manifest.json").is_file():
             raise ArtifactError(f"autoencoder {folder} was fitted to {pre_dir}, which no longer exists")
         pre = load_preprocessed(pre_dir)

@@ -60,9 +60,15 @@ class FieldConfig:
     )
     schedule: str = field(default="frozen", metadata={"help": "frozen (features on fixed geometry) | joint (paper)."})
     iterations: int = field(default=1500, metadata={"help": "Feature optimization steps (joint: total steps)."})
-    lr_features: float = field(default=2.5e-3, metadata={"help": "Adam lr of the per-Gaussian features (LangSplat's)."})
+    lr_features: float = field(
+        default=2.5e-3,
+        metadata={"help": "Adam lr of the per-Gaussian features, frozen schedule (LangSplat's); the joint schedule "
+                          "uses the RGB run's --lr.extra."},
+    )
     lr_decoder: float = field(default=1e-3, metadata={"help": "Adam lr of the decoder (paper: 1e-3)."})
-    semantic_weight: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy (joint schedule)."})
+    semantic_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the method's language loss next to the RGB loss (joint schedule)."}
+    )
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     max_pixels: int = field(
         default=16384, metadata={"help": "Raw / autoencoder methods: covered pixels per level per step in the loss."}
@@ -219,7 +225,7 @@ def check_current(field_dir: Path) -> None:
     cfg = from_dict(FieldConfig, read_json(field_dir / "config.json"))
     try:
         now = field_inputs(cfg)
-    except ArtifactError as e:
+    except (ArtifactError, OSError) as e:
         raise ArtifactError(f"field {field_dir} was trained from inputs that are gone ({e})") from e
     changed = sorted(k for k in set(now) | set(man.inputs) if now.get(k) != man.inputs.get(k))
     if changed:
@@ -249,6 +255,8 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
             m["reused"] = True
             return m
     supervision = method_of(cfg.supervision).supervision(Path(cfg.supervision))
+    if (out / "manifest.json").exists():
+        (out / "manifest.json").unlink()  # the folder is incomplete until the new manifest lands
     if cfg.schedule == "joint":
         rgb_cfg.iterations = cfg.iterations
         rgb_cfg.out = out / "joint_rgb"
