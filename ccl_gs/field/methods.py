@@ -184,7 +184,7 @@ class EmbeddingHead(LanguageHead):
     """
 
     fit_name = "cosine"
-    max_pixels: int = 16384
+    max_pixels: int = 4096
 
     def predict(self, feats: Tensor, lv: int) -> Tensor:
         raise NotImplementedError

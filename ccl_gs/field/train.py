@@ -71,7 +71,7 @@ class FieldConfig:
     )
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     max_pixels: int = field(
-        default=16384, metadata={"help": "Raw / autoencoder methods: covered pixels per level per step in the loss."}
+        default=4096, metadata={"help": "Raw / autoencoder methods: covered pixels per level per step in the loss."}
     )
     seed: int = field(default=0, metadata={"help": "Random seed."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
