@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Language-field quality on generated scenes: CCL vs its ablation, under simulated 2D inconsistency.
+"""Language-field quality on generated scenes: CCL vs its ablation and two baselines, under simulated 2D inconsistency.
 
 For each scene (one generated forward-facing scene per generator seed, labels
 on the held-out views 0, 8, 16) the RGB Gaussians are trained once; for each
@@ -16,11 +16,18 @@ project's CLIs. Reported per run:
   mask in the labelled views that see it (depth within 5 % of the ground-truth
   depth), *recall* = fraction of the object's Gaussians (centres projecting
   inside its mask in those views) that are selected;
-* query latency: render the 8-d features + decode + relevancy of all queries
-  for one view, median over views; and once at 256x256.
+* query latency: render the per-Gaussian features + decode + relevancy of
+  all queries for one view, median over views; and once per method at
+  256x256 (measured when the runs are done, or by ``--merge`` on an idle
+  machine).
 
     python bench/bench_semantic.py [--scenes 0 1 2] [--seeds 0 1] [--levels 0 1 2] \
-        [--methods ccl no_pull_push] [--n 64] [--out bench/results/semantic.json]
+        [--methods ccl ccl_gated no_pull_push autoencoder raw] [--n 64] [--field-iters 600] \
+        [--out bench/results/semantic.json]
+    python bench/bench_semantic.py --merge part1.json part2.json --out bench/results/semantic.json
+
+Runs can be split over processes (disjoint ``--methods``, after one process
+has made the scenes and preprocessing) and merged afterwards.
 
 Methods: the registered codebook variants (``ccl``, ``no_pull_push``, ...;
 swept over ``--n``), ``autoencoder`` (LangSplat-style: 512 -> 3 latents,
@@ -181,7 +188,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_semantic")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--rgb-iters", type=int, default=1500)
-    ap.add_argument("--field-iters", type=int, default=300)
+    ap.add_argument("--field-iters", type=int, default=600)
     ap.add_argument("--codebook-iters", type=int, default=600)
     ap.add_argument("--merge", type=Path, nargs="*", default=None,
                     help="no runs: merge the rows of these result files (runs split over processes), "
