@@ -4,6 +4,7 @@
 into ``--out``::
 
     rgb/<view>.png                       rendered colour
+    features/<view>.png                  the rendered language features, first 3 principal components as RGB
     heatmap/<view>/<query>.png           relevancy (turbo colour map) over the RGB
     mask/<view>/<query>.png              normalized relevancy > threshold at the chosen level
     lerf_ovs/<scene>/<view>/<query>.npy  float32 [L, H, W] relevancy (eval/lerf_ovs.py input)
@@ -12,7 +13,9 @@ into ``--out``::
     selection/<query>.ply                the Gaussians relevant to the query (3DGS PLY)
     render.json                          queries, views, levels, timing
 
-Which views and queries: ``--queries`` over a ``--split``; or a LERF-OVS
+Which views and queries: ``--queries`` over a ``--split`` (``train``,
+``test``, ``all``, or ``path``: ``--path-frames`` poses interpolated through
+the training cameras in order, written as ``path_XXXXX``, PNGs only); or a LERF-OVS
 label folder (``--lerf-labels label/<scene>``: its categories over its
 labelled frames, ``frame_XXXXX`` = view ``XXXXX - 1``); or a 3D-OVS scene
 (``--ovs3d-data <scene>``: the classes of ``segmentations/classes.txt`` over
@@ -36,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from ccl_gs.field.export import export_field_ply
 from ccl_gs.field.language import LanguageField, QueryError, encode_queries, normalized_relevancy, select_gaussians
@@ -50,7 +54,10 @@ class RenderConfig:
     field_dir: Path = field(default=Path("outputs/scene/field"), metadata={"help": "Trained field folder (stage 3)."})
     out: Path = field(default=Path("outputs/scene/render"), metadata={"help": "Output folder."})
     queries: list[str] = field(default_factory=list, metadata={"help": "Text queries."})
-    split: str = field(default="test", metadata={"help": "Views to render with --queries: train | test | all."})
+    split: str = field(
+        default="test", metadata={"help": "Views to render with --queries: train | test | all | path (a camera path)."}
+    )
+    path_frames: int = field(default=60, metadata={"help": "Frames of --split path."})
     lerf_labels: Path | None = field(
         default=None, metadata={"help": "LERF-OVS label folder of this scene: render its categories on its frames."}
     )
@@ -99,6 +106,45 @@ class RenderPlan:
     queries: list[str]
     views: dict[int, str]
     ovs3d_classes: list[str] | None = None
+    path: np.ndarray | None = None
+    """``[F, 4, 4]`` camera-to-world poses of a camera path (``--split path``), else None."""
+
+
+def camera_path(camtoworlds: np.ndarray, n_frames: int) -> np.ndarray:
+    """A smooth path through cameras in their order: ``[V, 4, 4]`` -> ``[n_frames, 4, 4]`` camera-to-world.
+
+    Positions are interpolated linearly and rotations by spherical linear
+    interpolation between consecutive cameras, at evenly spaced parameters
+    from the first camera to the last.
+    """
+    from scipy.spatial.transform import Rotation, Slerp
+
+    V = camtoworlds.shape[0]
+    if V == 1 or n_frames == 1:
+        return np.repeat(camtoworlds[:1], n_frames, axis=0)
+    t = np.linspace(0.0, V - 1.0, n_frames)
+    keys = np.arange(V, dtype=np.float64)
+    rots = Slerp(keys, Rotation.from_matrix(camtoworlds[:, :3, :3]))(t).as_matrix()
+    out = np.tile(np.eye(4), (n_frames, 1, 1))
+    out[:, :3, :3] = rots
+    for k in range(3):
+        out[:, k, 3] = np.interp(t, keys, camtoworlds[:, k, 3])
+    return out
+
+
+def feature_colors(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean ``[d_f]`` and top-3 principal axes ``[d_f, 3]`` of per-Gaussian features ``[N, d_f]``, for display."""
+    mean = features.mean(0)
+    _, _, v = torch.pca_lowrank(features - mean, q=min(3, features.shape[1]), center=False)
+    if v.shape[1] < 3:
+        v = torch.cat([v, v.new_zeros(v.shape[0], 3 - v.shape[1])], 1)
+    return mean, v
+
+
+def features_png(feats: Tensor, mean: Tensor, axes: Tensor, scale: Tensor) -> np.ndarray:
+    """Rendered features ``[H, W, d_f]`` -> ``[H, W, 3]`` uint8 through fixed principal axes (same colours in every view)."""
+    x = ((feats - mean) @ axes) / scale  # [H, W, 3], about [-1, 1]
+    return ((x.clamp(-1, 1) * 0.5 + 0.5) * 255 + 0.5).byte().cpu().numpy()
 
 
 def plan(cfg: RenderConfig, scene, rgb_cfg) -> RenderPlan:
@@ -128,8 +174,13 @@ def plan(cfg: RenderConfig, scene, rgb_cfg) -> RenderPlan:
         return RenderPlan(classes, views, ovs3d_classes=classes)
     if not cfg.queries:
         raise QueryError("no queries given (--queries, --lerf-labels or --ovs3d-data)")
+    if cfg.split == "path":
+        if cfg.path_frames < 1:
+            raise QueryError(f"--path-frames must be >= 1, got {cfg.path_frames}")
+        train = scene.views("train", rgb_cfg.test_every)
+        return RenderPlan(list(cfg.queries), {}, path=camera_path(scene.camtoworlds[train], cfg.path_frames))
     if cfg.split not in ("train", "test", "all"):
-        raise QueryError(f"--split must be train, test or all, got '{cfg.split}'")
+        raise QueryError(f"--split must be train, test, all or path, got '{cfg.split}'")
     idx = scene.views(cfg.split, rgb_cfg.test_every)
     return RenderPlan(list(cfg.queries), {i: Path(scene.image_paths[i]).stem for i in idx})
 
@@ -164,14 +215,21 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
     slugs = [query_slug(q) for q in pl.queries]
     t_query = []
     bg = torch.ones(3, device=device) if scene.white_background else torch.zeros(3, device=device)
-    for vi, stem in tqdm(sorted(pl.views.items()), desc="render", dynamic_ncols=True):
-        item = views[vi]
+    jobs = [(stem, views[vi], True) for vi, stem in sorted(pl.views.items())]
+    if pl.path is not None:
+        ref = views[0]
+        for f, c2w in enumerate(pl.path):
+            vm = torch.from_numpy(np.linalg.inv(c2w)).to(ref["viewmat"])
+            jobs.append((f"path_{f:05d}", {**ref, "viewmat": vm, "index": -1}, False))
+    mean, axes = feature_colors(lf.params["features"])
+    scale = 2 * ((lf.params["features"] - mean) @ axes).std(0).clamp_min(1e-6)
+    for stem, item, is_view in tqdm(jobs, desc="render", dynamic_ncols=True):
         t0 = time.perf_counter()
         feats = lf.render_features(item)  # [H, W, d_f], shared by the relevancy and the 3D-OVS scores
         rel = lf.relevancy_maps(item, q_emb, cfg.relevancy, c_emb, feats=feats)  # [L, Q, H, W]
         t_query.append(time.perf_counter() - t0)
         rel_np = rel.float().cpu().numpy()
-        for qi, q in enumerate(pl.queries):
+        for qi, q in enumerate(pl.queries if is_view else []):
             lerf_ovs.save_render(out / "lerf_ovs", scene.name, stem, q, rel_np[:, qi])
         if pl.ovs3d_classes is not None:
             cos = lf.cosine_maps(item, q_emb, feats=feats)  # [L, C, H, W]
@@ -184,6 +242,7 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
             )
             rgb = (colors[0, ..., :3].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
             _save_png(out / "rgb" / f"{stem}.png", rgb)
+            _save_png(out / "features" / f"{stem}.png", features_png(feats, mean, axes, scale))
             for qi, slug in enumerate(slugs):
                 lv = int(rel[:, qi].flatten(1).max(1).values.argmax())
                 r = rel_np[lv, qi]
@@ -202,6 +261,7 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
         "scene": scene.name,
         "queries": pl.queries,
         "views": [pl.views[k] for k in sorted(pl.views)],
+        "path_frames": 0 if pl.path is None else len(pl.path),
         "levels": lf.n_levels,
         "relevancy": cfg.relevancy,
         "selected_gaussians": selections,

@@ -182,3 +182,28 @@ def test_render_refuses_a_stale_field(pipeline, tmp_path):
     )
     assert r.returncode == 2 and "is stale" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_camera_path_interpolates_poses_and_renders_pngs_only(pipeline, tmp_path):
+    from scipy.spatial.transform import Rotation
+
+    from ccl_gs.field.render import camera_path
+
+    c2w = np.tile(np.eye(4), (3, 1, 1))
+    c2w[1, :3, :3] = Rotation.from_euler("y", 90, degrees=True).as_matrix()
+    c2w[1, :3, 3] = [2.0, 0.0, 0.0]
+    c2w[2, :3, 3] = [2.0, 2.0, 0.0]
+    p = camera_path(c2w, 5)  # parameters 0, 0.5, 1, 1.5, 2
+    np.testing.assert_allclose(p[[0, 2, 4]], c2w, atol=1e-9)  # passes through the cameras
+    np.testing.assert_allclose(p[1, :3, 3], [1.0, 0.0, 0.0], atol=1e-9)
+    angle = np.degrees(Rotation.from_matrix(p[1, :3, :3]).magnitude())
+    assert angle == pytest.approx(45.0, abs=1e-6)  # halfway rotation
+    out = tmp_path / "r"
+    s = render_queries(RenderConfig(field_dir=pipeline["fcfg"].out, out=out, queries=["ball"], split="path",
+                                    path_frames=3, write_selection=False))
+    assert s["path_frames"] == 3 and s["views"] == []
+    for f in range(3):
+        for sub in ("rgb", "features"):
+            assert (out / sub / f"path_{f:05d}.png").is_file()
+        assert (out / "heatmap" / f"path_{f:05d}" / "ball.png").is_file()
+    assert not (out / "lerf_ovs").exists()  # no ground truth on a path: no eval inputs
