@@ -21,19 +21,19 @@ manifest kind, see :data:`METHOD_OF_KIND`):
     ``1 - cos`` onto the CLIP feature of the mask covering the pixel (no
     codebook, no compression other than the MLP).
 ``autoencoder`` (LangSplat-style baseline; artifact: a language autoencoder)
-    a 3-d feature per level (the Gaussian carries ``3 L`` values), regressed
+    a 3-d feature per level (plus a coverage logit: ``4 L`` values), regressed
     with L1 onto the autoencoder latent of the covering mask's feature and
     decoded by the autoencoder's decoder at query time.
 
 Pixels that no mask covers: the codebook head learns them as "no mask" (and
-they score ``fill``); the two baselines follow LangSplat and leave them out
-of the loss, so they decode to whatever the field puts there (``fill`` is
-unused). The fit measure in the metrics is the label accuracy (codebook) or
+they score ``fill``); the two baselines regress their embedding on covered
+pixels only, as LangSplat does, and learn coverage with one more logit per
+level, so that uncovered pixels score ``fill`` in every method. The fit measure in the metrics is the label accuracy (codebook) or
 the mean cosine of the decoded embedding with the covering mask's feature
 (both baselines, so the two are comparable).
 
 ``--decoder.*`` shapes the codebook and raw heads; the autoencoder head has
-no decoder of its own (its feature is the latent, ``3 L`` values).
+no decoder of its own (its feature is the latent and coverage, ``4 L`` values).
 """
 
 from __future__ import annotations
@@ -176,11 +176,19 @@ class CodebookHead(LanguageHead):
 
 
 class EmbeddingHead(LanguageHead):
-    """A head whose language is a ``D``-d embedding per feature; trained on covered pixels only.
+    """A head whose language is a ``D``-d embedding per feature, regressed on covered pixels only.
 
     Subclasses define :meth:`predict` (the training-space output of level
-    ``lv``), :meth:`distance` (per-row loss between that and the target rows)
-    and :meth:`embed` (the unit ``D``-d embedding of level ``lv``).
+    ``lv``), :meth:`distance` (per-row loss between that and the target rows),
+    :meth:`embed` (the unit ``D``-d embedding of level ``lv``) and
+    :meth:`coverage_logit` (is a mask of level ``lv`` here?).
+
+    Coverage: the embedding is regressed on covered pixels only (LangSplat's
+    masked loss), and a coverage logit per level is trained on all pixels
+    (binary cross-entropy: covered or not). Where it says "not covered" the
+    feature scores ``fill``, as the codebook head's "no mask" logit does, so
+    the methods differ in how they represent language, not in how they
+    treat pixels no mask covers.
     """
 
     fit_name = "cosine"
@@ -195,6 +203,18 @@ class EmbeddingHead(LanguageHead):
     def embed(self, feats: Tensor, lv: int) -> Tensor:
         raise NotImplementedError
 
+    def coverage_logit(self, feats: Tensor, lv: int) -> Tensor:
+        """``[P, d_f]`` -> ``[P]`` logit of "a mask of level ``lv`` covers this point"."""
+        raise NotImplementedError
+
+    def _coverage_loss(self, feats: Tensor, target: dict[str, Tensor], lv: int) -> Tensor:
+        idx = target["index"][lv].reshape(-1)
+        pix = torch.arange(idx.numel(), device=idx.device)
+        if pix.numel() > self.max_pixels:
+            pix = pix[torch.randperm(pix.numel(), device=pix.device)[: self.max_pixels]]
+        logit = self.coverage_logit(feats.reshape(-1, feats.shape[-1])[pix], lv)
+        return F.binary_cross_entropy_with_logits(logit, (idx[pix] >= 0).to(logit.dtype))
+
     def _covered(self, feats: Tensor, target: dict[str, Tensor], lv: int, limit: int | None, key: str = "table"):
         """Features of the covered pixels of level ``lv`` (at most ``limit``, random) and their target rows."""
         idx = target["index"][lv].reshape(-1)
@@ -206,6 +226,7 @@ class EmbeddingHead(LanguageHead):
     def loss(self, feats: Tensor, target: dict[str, Tensor]) -> Tensor:
         total = feats.sum() * 0.0  # a view no mask covers still gives a differentiable 0
         for lv in range(self.n_levels):
+            total = total + self._coverage_loss(feats, target, lv)
             f, t = self._covered(feats, target, lv, self.max_pixels)
             if f.shape[0]:
                 total = total + self.distance(self.predict(f, lv), t).mean()
@@ -226,7 +247,12 @@ class EmbeddingHead(LanguageHead):
     def scores(self, feats: Tensor, fn: ScoreFn, fill: float, chunk: int = 16384) -> Tensor:
         out = []
         for lv in range(self.n_levels):
-            parts = [fn(self.embed(feats[s : s + chunk], lv)) for s in range(0, max(feats.shape[0], 1), chunk)]
+            parts = []
+            for s in range(0, max(feats.shape[0], 1), chunk):
+                f = feats[s : s + chunk]
+                sc = fn(self.embed(f, lv))  # [p, Q]
+                covered = self.coverage_logit(f, lv) > 0
+                parts.append(torch.where(covered[:, None], sc, sc.new_full((), fill)))
             out.append(torch.cat(parts))
         return torch.stack(out)
 
@@ -242,6 +268,7 @@ class RawHead(EmbeddingHead):
         self.dim = int(dim)
         self.trunk, d = _mlp_trunk(cfg)
         self.heads = nn.ModuleList([nn.Linear(d, self.dim) for _ in range(n_levels)])
+        self.cover = nn.ModuleList([nn.Linear(d, 1) for _ in range(n_levels)])
         self.feature_dim = cfg.feature_dim
         self.n_levels = n_levels
 
@@ -249,6 +276,9 @@ class RawHead(EmbeddingHead):
         return F.normalize(self.heads[lv](self.trunk(feats)), dim=-1)
 
     embed = predict
+
+    def coverage_logit(self, feats: Tensor, lv: int) -> Tensor:
+        return self.cover[lv](self.trunk(feats))[..., 0]
 
     def distance(self, pred: Tensor, target: Tensor) -> Tensor:
         return 1.0 - (pred * target).sum(-1)
@@ -269,6 +299,9 @@ class RawHead(EmbeddingHead):
 class AutoencoderHead(EmbeddingHead):
     """LangSplat-style baseline: the Gaussian feature *is* the latent (``d`` values per level), L1 loss.
 
+    Per level the feature holds the ``d``-d latent and one coverage logit
+    (``(d + 1) L`` values: 8 for 3-d latents and two levels).
+
     The autoencoder is frozen; it only encodes the targets (in the
     supervision) and decodes rendered latents to ``D`` dimensions.
     """
@@ -283,10 +316,14 @@ class AutoencoderHead(EmbeddingHead):
         self.latent = int(autoencoder.latent_dim)
         self.dim = int(autoencoder.feature_dim)
         self.n_levels = n_levels
-        self.feature_dim = self.latent * n_levels
+        self.feature_dim = (self.latent + 1) * n_levels
 
     def predict(self, feats: Tensor, lv: int) -> Tensor:
-        return feats[..., lv * self.latent : (lv + 1) * self.latent]
+        a = lv * (self.latent + 1)
+        return feats[..., a : a + self.latent]
+
+    def coverage_logit(self, feats: Tensor, lv: int) -> Tensor:
+        return feats[..., (lv + 1) * (self.latent + 1) - 1]
 
     def distance(self, pred: Tensor, target: Tensor) -> Tensor:
         return (pred - target).abs().sum(-1)

@@ -47,17 +47,20 @@ def test_scores_match_a_per_feature_reference_and_survive_a_state_round_trip(i):
             if isinstance(head, CodebookHead):
                 j = int(head.indices(feats[p : p + 1])[lv, 0])
                 want = torch.full((3,), -5.0) if j < 0 else _fn(q)(head.prototypes[lv][j : j + 1])[0]
+            elif float(head.coverage_logit(feats[p : p + 1], lv)[0]) <= 0:
+                want = torch.full((3,), -5.0)  # "not covered" scores the fill value, like the codebook's no-mask
             else:
                 want = _fn(q)(head.embed(feats[p : p + 1], lv))[0]
             torch.testing.assert_close(got[lv, p], want)
     # chunked scoring equals one pass
     if not isinstance(head, CodebookHead):
-        torch.testing.assert_close(head.scores(feats, _fn(q), 0.0, chunk=7), got)
+        torch.testing.assert_close(head.scores(feats, _fn(q), -5.0, chunk=7), got)
     again = type(head).from_state(head.get_state()).eval()
     torch.testing.assert_close(again.scores(feats, _fn(q), fill=-5.0), got)
 
 
-def test_embedding_losses_use_only_covered_pixels():
+def test_embedding_losses_regress_covered_pixels_and_learn_coverage_everywhere():
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
     raw = RawHead(CFG, 12, 2)
     feats = torch.randn(4, 5, 8, requires_grad=True)
     index = torch.full((2, 4, 5), -1, dtype=torch.long)
@@ -65,18 +68,21 @@ def test_embedding_losses_use_only_covered_pixels():
     index[0, 1, 2] = 2
     index[1, 3, 4] = 0
     loss = raw.loss(feats, {"index": index, "table": table})
-    loss.backward()
-    touched = feats.grad.abs().sum(-1) > 0
-    assert touched.sum() == 2 and touched[1, 2] and touched[3, 4]
+    flat = feats.reshape(20, 8)
     want = (1 - (raw.predict(feats[1, 2], 0) * table[2]).sum()) + (1 - (raw.predict(feats[3, 4], 1) * table[0]).sum())
+    for lv in range(2):
+        want = want + bce(raw.coverage_logit(flat, lv), (index[lv].reshape(-1) >= 0).float())
     torch.testing.assert_close(loss, want)
-    # the autoencoder head: the feature slices are the latents, L1 against the table
+    # the autoencoder head: per level [latent (3), coverage logit (1)]; L1 on the latents of covered pixels
     ae = AutoencoderHead(LanguageAutoencoder(AutoencoderConfig(encoder_dims=[3], decoder_dims=[4]), 12), 2)
-    assert ae.feature_dim == 6
-    f6 = torch.randn(4, 5, 6)
+    assert ae.feature_dim == 8
+    f8 = torch.randn(4, 5, 8)
     lat = torch.randn(3, 3)
-    got = ae.loss(f6, {"index": index, "table": lat})
-    torch.testing.assert_close(got, (f6[1, 2, :3] - lat[2]).abs().sum() + (f6[3, 4, 3:] - lat[0]).abs().sum())
+    got = ae.loss(f8, {"index": index, "table": lat})
+    want = (f8[1, 2, :3] - lat[2]).abs().sum() + (f8[3, 4, 4:7] - lat[0]).abs().sum()
+    for lv, c in ((0, 3), (1, 7)):
+        want = want + bce(f8.reshape(20, 8)[:, c], (index[lv].reshape(-1) >= 0).float())
+    torch.testing.assert_close(got, want)
     assert not any(p.requires_grad for p in ae.parameters())  # the autoencoder is frozen
 
 
@@ -85,8 +91,8 @@ def test_uncovered_view_gives_a_differentiable_zero_and_buffers_follow_the_modul
         feats = torch.randn(3, 4, head.feature_dim, requires_grad=True)
         target = {"index": torch.full((2, 3, 4), -1), "table": torch.randn(2, 12), "features": torch.randn(2, 12)}
         loss = head.loss(feats, target)
-        loss.backward()  # no mask covers this view: nothing to learn, but no error
-        assert float(loss.detach()) == 0.0 and feats.grad.abs().sum() == 0
+        loss.backward()  # no mask covers this view: only "not covered" is learned, and no error
+        assert torch.isfinite(loss) and feats.grad.abs().sum() > 0
     cb = _heads()[0].double()
     assert all(p.dtype == torch.float64 for p in cb.prototypes)
     assert set(cb.state_dict()) >= {"prototypes_0", "prototypes_1"}
@@ -122,7 +128,7 @@ def test_baseline_fields_train_query_and_export(pipeline, baselines, name, tmp_p
     assert m["train_cosine"] > 0.3  # decoded vs mask feature; an untrained field scores ~0 in 512-d
     lf = LanguageField.load(cfg.out)
     assert lf.method == name
-    d_f = 6 if name == "autoencoder" else 8
+    d_f = 8  # raw: the 8-d feature; autoencoder: (3-d latent + coverage logit) x 2 levels
     ply = read_gaussians_ply(cfg.out / "point_cloud.ply")
     assert ply.extra["f_lang"].shape == (len(ply), d_f)
     assert not any(k.startswith("proto_") for k in ply.extra)
