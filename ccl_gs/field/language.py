@@ -55,7 +55,11 @@ class LanguageField:
         self.method = str(ckpt["method"])
         if self.method not in FIELD_METHODS:
             raise QueryError(f"field method '{self.method}' is unknown to this version; known: {sorted(FIELD_METHODS)}")
-        self.head = FIELD_METHODS[self.method].head.from_state(ckpt["head"]).to(self.device).eval()
+        try:
+            head = FIELD_METHODS[self.method].head.from_state(ckpt["head"])
+        except (KeyError, RuntimeError, TypeError) as e:
+            raise ArtifactError(f"the '{self.method}' head in this field checkpoint does not load: {e}") from e
+        self.head = head.to(self.device).eval()
         self.encoder_spec: dict[str, Any] = dict(ckpt.get("encoder", {}))
 
     @classmethod

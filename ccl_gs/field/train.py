@@ -41,8 +41,8 @@ from ccl_gs.field.model import DecoderConfig
 from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, file_hash, read_json, write_json
 from ccl_gs.splat.trainer import RGBTrainConfig, Trainer, device_for_run, load_checkpoint, load_datasets
 
-FIELD_VERSION = 3
-"""Bumped when the field checkpoint layout changes (2: no-mask logit; 3: method heads)."""
+FIELD_VERSION = 4
+"""Bumped when the field checkpoint layout changes (2: no-mask logit; 3: method heads; 4: baseline coverage logits)."""
 
 
 @dataclass
