@@ -58,7 +58,8 @@ class LanguageField:
         try:
             head = FIELD_METHODS[self.method].head.from_state(ckpt["head"])
         except (KeyError, RuntimeError, TypeError) as e:
-            raise ArtifactError(f"the '{self.method}' head in this field checkpoint does not load: {e}") from e
+            msg = " ".join(str(e).split())
+            raise ArtifactError(f"the '{self.method}' head in this field checkpoint does not load: {msg}") from e
         self.head = head.to(self.device).eval()
         self.encoder_spec: dict[str, Any] = dict(ckpt.get("encoder", {}))
 
