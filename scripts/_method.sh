@@ -1,9 +1,12 @@
 # Stage 2 of the method chosen by METHOD (sourced by the scene scripts; needs PY):
-#   ccl | ccl_gated | no_pull_push | pull_only | push_only   contrastive codebook variants (CCL-LGS, ablations)
+#   ccl_gated (default) | ccl | no_pull_push | pull_only | push_only   contrastive codebook variants:
+#       ccl is the paper's loss; ccl_gated only pulls same-label pairs whose prototypes are already
+#       above the push margin, which keeps tracker identity switches from merging two objects
+#       (README, Methods); the others are the paper's ablations
 #   autoencoder                                  LangSplat-style language autoencoder (512 -> 3 per level)
 #   raw                                          none: the field regresses the preprocess features directly
 # The semantic field's --supervision is the stage-2 folder, whose kind selects the method.
-METHOD=${METHOD:-ccl}
+METHOD=${METHOD:-ccl_gated}
 case "$METHOD" in
   ccl|ccl_gated|no_pull_push|pull_only|push_only|autoencoder|raw) ;;
   *) echo "error: unknown METHOD=$METHOD (ccl | ccl_gated | no_pull_push | pull_only | push_only | autoencoder | raw)" >&2

@@ -9,7 +9,7 @@
 # LABELS: the label root holding LABELS/<scene>/frame_XXXXX.json.
 # Model weights: SAM_CKPT, SAM2_CKPT, CLIP_PRETRAINED as in scripts/ovs3d.sh. Each stage
 # skips its work when its artifact is current; --stage runs one stage alone. METHOD picks
-# the method (ccl, the default, | ccl_gated | no_pull_push | autoencoder | raw; see scripts/_method.sh).
+# the method (ccl_gated, the default, | ccl | no_pull_push | autoencoder | raw; see scripts/_method.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 3 ] || { sed -n '2,12p' "$0"; exit 2; }

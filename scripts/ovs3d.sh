@@ -9,7 +9,7 @@
 # Model weights: SAM_CKPT (sam_vit_h_4b8939.pth), SAM2_CKPT (sam2.1_hiera_large.pt); CLIP
 # loads by name through open_clip (CLIP_PRETRAINED may be a local file). Each stage skips
 # its work when its artifact is current; --stage runs one stage alone. METHOD picks the
-# method (ccl, the default, | ccl_gated | no_pull_push | autoencoder | raw; see scripts/_method.sh).
+# method (ccl_gated, the default, | ccl | no_pull_push | autoencoder | raw; see scripts/_method.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n '2,12p' "$0"; exit 2; }

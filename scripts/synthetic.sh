@@ -8,7 +8,7 @@
 # Every stage skips its work when its artifact is current (the CLIs check the
 # manifests), so re-running resumes after a kill. --stage runs one stage alone.
 # Options by environment: SEED (0), SIZE (128), VIEWS (24), SIM_LEVEL (1),
-# METHOD (ccl | ccl_gated | no_pull_push | pull_only | push_only | autoencoder | raw, see scripts/_method.sh),
+# METHOD (ccl_gated | ccl | no_pull_push | pull_only | push_only | autoencoder | raw, see scripts/_method.sh),
 # RGB_ITERS (1500), FIELD_ITERS (800).
 set -euo pipefail
 cd "$(dirname "$0")/.."
