@@ -197,8 +197,11 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     if args.merge is not None:
-        for f in args.merge:
-            rows += json.loads(f.read_text())["rows"]
+        latest = {}
+        for f in args.merge:  # a run present in several files counts once (the last file wins)
+            for r in json.loads(f.read_text())["rows"]:
+                latest[(r["method"], r["n_prototypes"], r["scene"], r["seed"], r["level"])] = r
+        rows = list(latest.values())
         args.scenes = sorted({r["scene"] for r in rows})
         args.seeds = sorted({r["seed"] for r in rows})
         args.levels = sorted({r["level"] for r in rows})
