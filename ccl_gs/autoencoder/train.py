@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ccl_gs.autoencoder.model import AutoencoderConfig, LanguageAutoencoder, reconstruction_loss
 from ccl_gs.codebook.data import PreprocessedInput, load_preprocessed
 from ccl_gs.config import from_dict, to_dict
-from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path
+from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, reusable_manifest
 from ccl_gs.runtime import device_for_run
 
 log = logging.getLogger(__name__)
@@ -105,15 +105,9 @@ def train_autoencoder(
     out_dir = Path(out_dir)
     inp = inputs if isinstance(inputs, PreprocessedInput) else load_preprocessed(inputs)
     expected = _expected_manifest(inp, cfg)
-    if (out_dir / "manifest.json").is_file():
-        try:
-            old = Manifest.load(out_dir, kind=KIND)
-        except ArtifactError as e:
-            raise ArtifactError(f"{e}; refusing to overwrite {out_dir} (--out)") from e
-        if old.fingerprint() == expected.fingerprint() and (out_dir / WEIGHTS_FILE).is_file():
-            log.info("autoencoder %s is up to date; skipping", out_dir)
-            return load_autoencoder(out_dir, inp)
-        (out_dir / "manifest.json").unlink()  # incomplete until the new manifest lands
+    if reusable_manifest(out_dir, expected, lambda m: (out_dir / WEIGHTS_FILE).is_file()) is not None:
+        log.info("autoencoder %s is up to date; skipping", out_dir)
+        return load_autoencoder(out_dir, inp)
     dev = device_for_run(device)
     torch.manual_seed(cfg.seed)
     feats = inp.masks.features.to(dev)  # [M, D] unit norm

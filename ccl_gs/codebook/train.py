@@ -66,7 +66,7 @@ from ccl_gs.codebook.losses import assign, codebook_loss, normalize
 from ccl_gs.codebook.pairs import PairSampler
 from ccl_gs.codebook.quality import cross_view_consistency
 from ccl_gs.config import from_dict, to_dict
-from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, load_npz, save_npz_atomic
+from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, load_npz, reusable_manifest, save_npz_atomic
 from ccl_gs.masks.types import LEVELS
 from ccl_gs.runtime import device_for_run
 
@@ -411,18 +411,10 @@ def train_codebook(
     inp = inputs if isinstance(inputs, PreprocessedInput) else load_preprocessed(inputs)
     expected = _expected_manifest(inp, cfg)
     fingerprint = expected.fingerprint()
-    manifest_path = out_dir / "manifest.json"
-    if manifest_path.is_file():
-        try:
-            old = Manifest.load(out_dir, kind=KIND)
-        except ArtifactError as e:
-            raise ArtifactError(f"{e}; refusing to overwrite {out_dir} (--out)") from e
-        if old.fingerprint() == fingerprint and _complete(out_dir, old):
-            log.info("codebook %s is up to date; skipping", out_dir)
-            return _load_result(out_dir, old, skipped=True)
-        why = "config changed" if old.config != expected.config else "inputs changed"
-        log.info("codebook %s is stale (%s); recomputing", out_dir, why)
-        manifest_path.unlink()  # the folder is incomplete until the new manifest lands
+    old = reusable_manifest(out_dir, expected, lambda m: _complete(out_dir, m))
+    if old is not None:
+        log.info("codebook %s is up to date; skipping", out_dir)
+        return _load_result(out_dir, old, skipped=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     dev = device_for_run(device)

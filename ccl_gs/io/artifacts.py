@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -183,3 +183,29 @@ class Manifest:
     def fingerprint(self) -> str:
         """Hash of kind, version, config and inputs: equal iff the artifact is reusable."""
         return config_hash({"kind": self.kind, "v": self.format_version, "c": self.config, "i": self.inputs})
+
+
+def reusable_manifest(out_dir: str | os.PathLike, expected: "Manifest", complete: Callable[["Manifest"], bool]):
+    """The manifest of an up-to-date artifact in ``out_dir``, else None.
+
+    An artifact whose manifest matches ``expected`` (kind, version, config,
+    inputs) and that ``complete`` accepts is reusable. A stale one has its
+    manifest removed, so the folder counts as incomplete until the new
+    manifest lands. A folder holding another kind of artifact (or an
+    unreadable manifest) is refused rather than overwritten.
+
+    Raises:
+        ArtifactError: ``out_dir`` holds something else (the message names the folder).
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        old = Manifest.load(out_dir, kind=expected.kind)
+    except ArtifactError as e:
+        raise ArtifactError(f"{e}; refusing to overwrite {out_dir} (--out)") from e
+    if old.fingerprint() == expected.fingerprint() and complete(old):
+        return old
+    path.unlink()
+    return None
