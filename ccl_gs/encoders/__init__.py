@@ -4,8 +4,11 @@
   the :data:`ENCODERS` registry, :func:`encoder_spec` / :func:`build_encoder`
   (what manifests record, and rebuilding from it).
 - :mod:`ccl_gs.encoders.open_clip`: ``"open_clip"`` (ViT-B-16 / laion2b_s34b_b88k by default).
-- :mod:`ccl_gs.encoders.oracle`: ``"oracle"`` (synthetic scenes' ground truth),
-  registered when :func:`load_plugins` imports it.
+- :mod:`ccl_gs.encoders.oracle`: ``"oracle"`` (synthetic scenes' ground truth)
+  and ``"oracle_dino"`` (a DINO stand-in from it), registered when
+  :func:`load_plugins` imports it.
+- :mod:`ccl_gs.encoders.dino`: ``"dino"`` (DINO ViT-S/8 key features through timm),
+  a :class:`DenseImageEncoder`.
 
 Use :func:`build_encoder` to build one by kind, or from a manifest's spec.
 """
@@ -15,11 +18,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ccl_gs.encoders.base import ENCODERS, ImageTextEncoder, encoder_spec, masked_crops, register_encoder
+from ccl_gs.encoders.base import (
+    ENCODERS,
+    DenseImageEncoder,
+    ImageTextEncoder,
+    encoder_spec,
+    masked_crops,
+    register_encoder,
+    tile_crops,
+)
 from ccl_gs.encoders.base import build_encoder as _build_from_spec
 from ccl_gs.encoders.open_clip import EncoderLoadError, OpenClipEncoder
 
-PLUGIN_MODULES = ("ccl_gs.encoders.oracle",)
+PLUGIN_MODULES = ("ccl_gs.encoders.oracle", "ccl_gs.encoders.dino")
 """Modules that register encoders, imported on demand (kept out of this package's import)."""
 
 
@@ -33,7 +44,7 @@ def load_plugins() -> None:
                 raise
 
 
-def build_encoder(kind: str | dict, **options: Any) -> ImageTextEncoder:
+def build_encoder(kind: str | dict, **options: Any) -> ImageTextEncoder | DenseImageEncoder:
     """An encoder by kind and options, or rebuilt from a manifest spec.
 
     ``build_encoder("open_clip", model_name="ViT-B-16", pretrained=...)`` or
@@ -56,6 +67,7 @@ def build_encoder(kind: str | dict, **options: Any) -> ImageTextEncoder:
 
 __all__ = [
     "ENCODERS",
+    "DenseImageEncoder",
     "EncoderLoadError",
     "ImageTextEncoder",
     "OpenClipEncoder",
@@ -64,4 +76,5 @@ __all__ = [
     "load_plugins",
     "masked_crops",
     "register_encoder",
+    "tile_crops",
 ]

@@ -47,6 +47,57 @@ class ImageTextEncoder(abc.ABC):
             return torch.zeros(0, self.dim)
         return torch.cat(out, 0)
 
+    def encode_tiles(self, image: Tensor, boxes: Tensor, view: int | None = None, batch_size: int = 64) -> Tensor:
+        """Encode square image tiles, zero outside the image (LERF's CLIP pyramid).
+
+        Args:
+            image: ``[H, W, 3]`` float in [0, 1].
+            boxes: ``[M, 4]`` int ``(row0, col0, row1, col1)``, end-exclusive;
+                they may reach past the image border (zero padding there).
+            view: view index (used by encoders that need it, e.g. the oracle).
+        Returns:
+            ``[M, D]`` float32, unit norm.
+        """
+        out = []
+        for s in range(0, boxes.shape[0], batch_size):
+            out.append(self.encode_crops(tile_crops(image, boxes[s : s + batch_size])))
+        if not out:
+            return torch.zeros(0, self.dim)
+        return torch.cat(out, 0)
+
+
+def tile_crops(image: Tensor, boxes: Tensor) -> Tensor:
+    """Cut boxes ``[M, 4]`` ``(row0, col0, row1, col1)`` of equal size ``k x k`` out of ``image [H, W, 3]``.
+
+    Pixels outside the image are zero (``torch.nn.Unfold``'s zero padding).
+    Returns ``[M, 3, k, k]``.
+    """
+    M = boxes.shape[0]
+    if M == 0:
+        return image.new_zeros(0, 3, 1, 1)
+    k = int(boxes[0, 2] - boxes[0, 0])
+    H, W = image.shape[:2]
+    pad = k
+    padded = F.pad(image.permute(2, 0, 1), (pad, pad, pad, pad))  # [3, H + 2k, W + 2k]
+    out = image.new_empty(M, 3, k, k)
+    for m in range(M):
+        r0, c0 = int(boxes[m, 0]) + pad, int(boxes[m, 1]) + pad
+        out[m] = padded[:, r0 : r0 + k, c0 : c0 + k]
+    return out
+
+
+class DenseImageEncoder(abc.ABC):
+    """Maps an image to a dense feature map (DINO)."""
+
+    name: str
+    """Identifier recorded in manifests; a stage refuses features of another name."""
+    dim: int
+    """Feature size E."""
+
+    @abc.abstractmethod
+    def encode_image(self, image: Tensor, view: int | None = None) -> Tensor:
+        """``[H, W, 3]`` float in [0, 1] -> ``[h, w, E]`` float32 feature map covering the whole image."""
+
 
 def masked_crops(image: Tensor, masks: Tensor, size: int) -> Tensor:
     """Masked, square-padded, resized crops (the LangSplat / CCL-LGS recipe).
@@ -83,8 +134,9 @@ def masked_crops(image: Tensor, masks: Tensor, size: int) -> Tensor:
     return out
 
 
-ENCODERS: dict[str, Callable[..., ImageTextEncoder]] = {}
-"""Encoder factories by kind (``"open_clip"``, ``"oracle"``, ...)."""
+ENCODERS: dict[str, Callable[..., "ImageTextEncoder | DenseImageEncoder"]] = {}
+"""Encoder factories by kind: image-text (``"open_clip"``, ``"oracle"``) and dense image
+encoders (``"dino"``, ``"oracle_dino"``)."""
 
 
 def register_encoder(kind: str):
@@ -97,12 +149,12 @@ def register_encoder(kind: str):
     return deco
 
 
-def encoder_spec(kind: str, encoder: ImageTextEncoder, **options) -> dict:
+def encoder_spec(kind: str, encoder: "ImageTextEncoder | DenseImageEncoder", **options) -> dict:
     """What manifests record of an encoder: enough to rebuild it with :func:`build_encoder`."""
     return {"kind": kind, "options": options, "name": encoder.name, "dim": encoder.dim}
 
 
-def build_encoder(spec: dict) -> ImageTextEncoder:
+def build_encoder(spec: dict) -> "ImageTextEncoder | DenseImageEncoder":
     """Rebuild an encoder from its manifest spec (``{"kind", "options", "name", "dim"}``).
 
     Raises:

@@ -175,3 +175,89 @@ class OracleEncoder(ImageTextEncoder):
             ) / np.sqrt(self.dim)
             feats = F.normalize(feats + self.noise * noise, dim=1)
         return feats
+
+
+    def encode_tiles(self, image: Tensor, boxes: Tensor, view: int | None = None, batch_size: int = 64) -> Tensor:
+        """Encode square tiles by the classes under them (the part inside the image; no mask).
+
+        Args:
+            image: ``[H, W, 3]`` (only its size is used).
+            boxes: ``[M, 4]`` int ``(row0, col0, row1, col1)``, may reach past the border.
+            view: view index.
+        Returns:
+            ``[M, D]`` float32, unit norm.
+        """
+        H, W = int(image.shape[0]), int(image.shape[1])
+        out = []
+        rows, cols = torch.arange(H), torch.arange(W)
+        for s in range(0, boxes.shape[0], batch_size):
+            b = boxes[s : s + batch_size].long()
+            in_r = (rows[None] >= b[:, 0:1]) & (rows[None] < b[:, 2:3])  # [m, H]
+            in_c = (cols[None] >= b[:, 1:2]) & (cols[None] < b[:, 3:4])  # [m, W]
+            out.append(self.encode_masks(image, in_r[:, :, None] & in_c[:, None, :], view=view))
+        if not out:
+            return torch.zeros(0, self.dim)
+        return torch.cat(out, 0)
+
+
+@dataclass
+class OracleDinoConfig:
+    """Options of the DINO stand-in on synthetic scenes."""
+
+    dim: int = field(default=64, metadata={"help": "Feature size (real DINO ViT-S/8: 384)."})
+    noise: float = field(default=0.2, metadata={"help": "Relative size of the per-view noise."})
+    part_weight: float = field(default=0.5, metadata={"help": "Weight of the part vector beside the instance vector."})
+    stride: int = field(default=4, metadata={"help": "Pixels per feature cell (DINO ViT-S/8: 8 at its input size)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the vectors and the noise."})
+
+
+@register_encoder("oracle_dino")
+class OracleDinoEncoder:
+    """A stand-in for DINO on synthetic scenes (a simulation, not a model).
+
+    DINO's key features group pixels by object and, more weakly, by part.
+    This encoder gives each ground-truth instance a fixed random unit vector
+    and each (instance, part) another, and a cell's feature is
+    ``instance + part_weight * part + noise`` (the noise drawn per view and
+    cell, relative to a unit vector), on a grid of ``stride``-pixel cells.
+    Registered as ``"oracle_dino"``.
+    """
+
+    def __init__(self, scene_root: str | Path | None = None, dim: int = 64, noise: float = 0.2,
+                 part_weight: float = 0.5, stride: int = 4, seed: int = 0, **_: Any) -> None:
+        if dim < 1 or stride < 1 or noise < 0:
+            raise ValueError(f"oracle_dino: need dim >= 1, stride >= 1, noise >= 0 (got {dim}, {stride}, {noise})")
+        self.scene_root = Path(scene_root) if scene_root is not None else None
+        self.dim, self.noise, self.part_weight, self.stride, self.seed = int(dim), float(noise), float(part_weight), int(stride), int(seed)
+        self.name = f"oracle_dino:dim={self.dim},noise={self.noise:g},part={self.part_weight:g},stride={self.stride},seed={self.seed}"
+        self._gt = None
+
+    def _vec(self, *key: Any) -> Tensor:
+        g = torch.Generator().manual_seed(_seed_of("dino", self.seed, *key))
+        return F.normalize(torch.randn(self.dim, generator=g), dim=0)
+
+    def encode_image(self, image: Tensor, view: int | None = None) -> Tensor:
+        """``[H, W, 3]`` (only its size is used) -> ``[ceil(H / stride), ceil(W / stride), dim]`` float32."""
+        if view is None:
+            raise ValueError("oracle_dino: encode_image needs the view index (view=...)")
+        if self._gt is None:
+            if self.scene_root is None:
+                raise ValueError("oracle_dino: needs scene_root (the synthetic scene folder with gt/)")
+            from ccl_gs.data.synthetic.gt import GroundTruth
+
+            self._gt = GroundTruth(self.scene_root)
+        gt = self._gt.view(int(view))
+        H, W = int(image.shape[0]), int(image.shape[1])
+        h, w = -(-H // self.stride), -(-W // self.stride)
+        inst_map, part_map = gt["instance"], gt["part"]
+        rows = np.minimum(((np.arange(h) * self.stride + self.stride / 2) * inst_map.shape[0] / H).astype(np.int64), inst_map.shape[0] - 1)
+        cols = np.minimum(((np.arange(w) * self.stride + self.stride / 2) * inst_map.shape[1] / W).astype(np.int64), inst_map.shape[1] - 1)
+        inst = inst_map[rows][:, cols]
+        part = part_map[rows][:, cols]
+        pairs, inverse = np.unique(np.stack([inst.ravel(), part.ravel()], 1), axis=0, return_inverse=True)
+        table = torch.stack([self._vec("i", int(i)) + self.part_weight * self._vec("p", int(i), int(p)) for i, p in pairs])
+        feats = table[torch.from_numpy(inverse.reshape(-1))].view(h, w, self.dim)
+        if self.noise > 0:
+            g = torch.Generator().manual_seed(_seed_of("dino-noise", self.seed, int(view)))
+            feats = feats + self.noise * torch.randn(h, w, self.dim, generator=g) / np.sqrt(self.dim)
+        return feats.float()
