@@ -8,6 +8,8 @@ nested) config into ``--flag`` options (nested fields become
 
 Booleans are ``--flag`` / ``--no-flag`` pairs whose default is the dataclass
 default, so a flag never silently defaults to True behind ``store_true``.
+Help texts (and the defaults shown in them) are plain text: a ``%`` in them
+is escaped for argparse's ``%``-formatting.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ T = TypeVar("T")
 
 def _help(f: dataclasses.Field) -> str:
     return f.metadata.get("help", "")
+
+
+def _escape_percent(text: str) -> str:
+    """``text`` safe as an argparse help string (which is %-formatted): a literal ``%`` becomes ``%%``."""
+    return text.replace("%", "%%")
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -62,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") 
         help_text = _help(f)
         if default is not dataclasses.MISSING:
             help_text = f"{help_text} (default: {default})"
-        kwargs: dict[str, Any] = dict(dest=name, help=help_text, default=argparse.SUPPRESS)
+        kwargs: dict[str, Any] = dict(dest=name, help=_escape_percent(help_text), default=argparse.SUPPRESS)
         if default is dataclasses.MISSING:
             kwargs["required"] = True
             kwargs.pop("default")
