@@ -10,8 +10,8 @@ bilinearly unless ``--resize error``). ``frame_stem`` is the label file's stem
 (``frame_00041``); ``query_slug`` is the category in lower case with runs of
 other characters replaced by ``_`` (``rubber_duck_with_hat``). Every labelled
 frame and every category must have a render. Protocol details:
-``ccl_gs/metrics/lerf_ovs.py``. Exit status 2 on bad input, with a one-line
-message naming the file.
+``ccl_gs/metrics/lerf_ovs.py``. Exit status 2 on bad input or an ``--out``
+that names a folder, with a one-line message naming the file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from ccl_gs.config import add_arguments, from_args
-from ccl_gs.io.artifacts import write_json
+from ccl_gs.io.artifacts import ArtifactError, check_out_file, write_json
 from ccl_gs.metrics.labels import EvalInputError
 from ccl_gs.metrics.lerf_ovs import LerfOvsEvalConfig, evaluate
 
@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser, LerfOvsEvalConfig)
     cfg = from_args(LerfOvsEvalConfig, parser.parse_args(argv))
     try:
+        check_out_file(cfg.out)
         results, report = evaluate(cfg)
-    except EvalInputError as e:
+    except (EvalInputError, ArtifactError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{'scene':<20} {'mIoU':>8} {'loc acc':>8} {'pairs':>6}")

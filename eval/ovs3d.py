@@ -12,8 +12,8 @@ its class set must equal ``classes.txt``. Ground-truth masks are resized
 protocol, quirks included (a class absent from both GT and prediction scores
 IoU 0; a pixel with no or two GT classes is always wrong); ``--protocol
 threshold`` applies LangSplat's per-query mask rule to each class. Details:
-``ccl_gs/metrics/ovs3d.py``. Exit status 2 on bad input, with a one-line
-message naming the file.
+``ccl_gs/metrics/ovs3d.py``. Exit status 2 on bad input or an ``--out``
+that names a folder, with a one-line message naming the file.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import argparse
 import sys
 
 from ccl_gs.config import add_arguments, from_args
-from ccl_gs.io.artifacts import write_json
+from ccl_gs.io.artifacts import ArtifactError, check_out_file, write_json
 from ccl_gs.metrics.labels import EvalInputError
 from ccl_gs.metrics.ovs3d import Ovs3dEvalConfig, evaluate
 
@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser, Ovs3dEvalConfig)
     cfg = from_args(Ovs3dEvalConfig, parser.parse_args(argv))
     try:
+        check_out_file(cfg.out)
         results, report = evaluate(cfg)
-    except EvalInputError as e:
+    except (EvalInputError, ArtifactError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"protocol: {cfg.protocol}")

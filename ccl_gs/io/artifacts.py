@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -59,7 +60,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert dataclasses, paths, numpy scalars/arrays and tuples to JSON types."""
+    """Convert dataclasses, paths, numpy scalars/arrays and tuples to JSON types.
+
+    Non-finite floats (NaN, +-inf), which standard JSON cannot hold, become ``None``.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
@@ -69,15 +75,57 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return to_jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return to_jsonable(obj.item())
     return obj
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as indented standard JSON (NaN / inf as ``null``, see :func:`to_jsonable`), atomically."""
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _check_out_parents(path: Path) -> None:
+    """The nearest existing ancestor of ``path`` must be a folder (else ArtifactError naming both)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ArtifactError(f"{path}: {parent} is a file, not a folder (--out)")
+            return
+
+
+def check_out_dir(path: str | os.PathLike) -> Path:
+    """``path`` as an output folder: absent or a folder, below folders.
+
+    Called before any work, so a wrong ``--out`` is refused at once with a
+    one-line message instead of failing after training.
+
+    Raises:
+        ArtifactError: ``path`` (or an ancestor) is an existing file; the message names it.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ArtifactError(f"{path} is an existing file, not a folder (--out)")
+    _check_out_parents(path)
+    return path
+
+
+def check_out_file(path: str | os.PathLike) -> Path:
+    """``path`` as an output file: not a folder, not ending in a path separator, below folders.
+
+    Pass the path as the user typed it (a ``str``): ``Path`` drops a trailing slash.
+
+    Raises:
+        ArtifactError: ``path`` names a folder (existing, or by its trailing
+            slash) or lies below a file; the message names it.
+    """
+    text = os.fspath(path)
+    seps = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    if text.endswith(seps) or Path(text).is_dir():
+        raise ArtifactError(f"{text} names a folder; give a file name (--out)")
+    _check_out_parents(Path(text))
+    return Path(text)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -192,12 +240,13 @@ def reusable_manifest(out_dir: str | os.PathLike, expected: "Manifest", complete
     inputs) and that ``complete`` accepts is reusable. A stale one has its
     manifest removed, so the folder counts as incomplete until the new
     manifest lands. A folder holding another kind of artifact (or an
-    unreadable manifest) is refused rather than overwritten.
+    unreadable manifest), or an ``out_dir`` that is a file (see
+    :func:`check_out_dir`), is refused rather than overwritten.
 
     Raises:
-        ArtifactError: ``out_dir`` holds something else (the message names the folder).
+        ArtifactError: ``out_dir`` holds or is something else (the message names it).
     """
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir)
     path = out_dir / "manifest.json"
     if not path.is_file():
         return None

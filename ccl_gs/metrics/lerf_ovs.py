@@ -451,7 +451,8 @@ class LerfOvsEvalConfig:
         metadata={"help": "folder of renders laid out as <renders>/<scene>/<frame_stem>/<query_slug>.npy, float32 [L, H, W]"}
     )
     labels: Path = field(metadata={"help": "LERF-OVS label folder holding <scene>/frame_XXXXX.json (LangSplat release)"})
-    out: Path = field(metadata={"help": "JSON file to write the results to"})
+    # A str, not a Path, so that a trailing "/" (a folder, refused) survives parsing.
+    out: str = field(metadata={"help": "JSON file to write the results to (a file name, not a folder)"})
     scenes: list[str] = field(
         default_factory=list, metadata={"help": "scenes to evaluate (default: every folder of --labels with frame_*.json)"}
     )

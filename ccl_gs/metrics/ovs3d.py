@@ -351,7 +351,8 @@ class Ovs3dEvalConfig:
         metadata={"help": "folder of renders laid out as <renders>/<scene>/<view>.npy plus <renders>/<scene>/meta.json"}
     )
     data: Path = field(metadata={"help": "3D-OVS data folder holding <scene>/segmentations/{classes.txt,<view>/<class>.png}"})
-    out: Path = field(metadata={"help": "JSON file to write the results to"})
+    # A str, not a Path, so that a trailing "/" (a folder, refused) survives parsing.
+    out: str = field(metadata={"help": "JSON file to write the results to (a file name, not a folder)"})
     scenes: list[str] = field(
         default_factory=list, metadata={"help": "scenes to evaluate (default: every folder of --data with segmentations/)"}
     )

@@ -24,6 +24,7 @@ from ccl_gs.data.synthetic.render import render_view
 from ccl_gs.data.synthetic.simulate import SimConfig, simulate_masks, simulate_tracks, write_simulation
 from ccl_gs.data.synthetic.writers import OutputConfig, write_dataset
 from ccl_gs.encoders import oracle as _oracle  # noqa: F401  (registers the "oracle" encoder)
+from ccl_gs.io.artifacts import check_out_dir
 
 __all__ = [
     "OBJECT_CLASSES",
@@ -50,7 +51,9 @@ def generate(scene_cfg: SyntheticConfig, out_cfg: OutputConfig, sim_cfg: SimConf
 
     Raises:
         ValueError: an impossible option (the message names the flag).
+        ArtifactError: ``out_cfg.out`` is (or lies below) a file.
     """
+    check_out_dir(out_cfg.out)
     scene_cfg.validate()
     scene = make_scene(scene_cfg)
     out_cfg.validate(scene.n_views)

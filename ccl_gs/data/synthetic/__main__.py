@@ -17,6 +17,7 @@ import time
 
 from ccl_gs.config import add_arguments, from_args, from_dict
 from ccl_gs.data.synthetic import OutputConfig, SimConfig, SyntheticConfig, generate
+from ccl_gs.io.artifacts import ArtifactError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_cfg = from_dict(SimConfig, sim_opts)
         t0 = time.perf_counter()
         roots = generate(scene_cfg, out_cfg, sim_cfg)
-    except (ValueError, KeyError, OSError) as e:
+    except (ValueError, KeyError, OSError, ArtifactError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for r in roots:
