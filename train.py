@@ -21,15 +21,19 @@ from ccl_gs.splat.trainer import RGBTrainConfig, run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, RGBTrainConfig)
-    cfg = from_args(RGBTrainConfig, parser.parse_args(argv), base=RGBTrainConfig())
+    ns = parser.parse_args(argv)
     try:
-        metrics = run(cfg)
+        metrics = run(from_args(RGBTrainConfig, ns, base=RGBTrainConfig()))
     except (ValueError, RuntimeError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     tag = " (reused finished run)" if metrics.get("reused") else ""
+    held_out = (
+        "no held-out views" if metrics["psnr"] is None
+        else f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}"
+    )
     print(
-        f"{metrics['scene']}: held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
+        f"{metrics['scene']}: {held_out}, "
         f"{metrics['n_gaussians']} Gaussians, {metrics['iterations']} iterations, {metrics['seconds']:.0f} s{tag}"
     )
     return 0

@@ -79,7 +79,7 @@ from ccl_gs.data.scene import Scene, load_image, load_scene
 from ccl_gs.encoders import ENCODERS, ImageTextEncoder, encoder_spec, load_plugins
 from ccl_gs.encoders.oracle import OracleConfig
 from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, resolve_pretrained
-from ccl_gs.io.artifacts import ArtifactError, Manifest, file_hash, load_npz, save_npz_atomic
+from ccl_gs.io.artifacts import ArtifactError, Manifest, check_out_dir, file_hash, load_npz, save_npz_atomic
 from ccl_gs.masks.merge import MergeConfig, two_level_masks
 from ccl_gs.masks.propagate import (
     Sam2Config,
@@ -384,11 +384,16 @@ def encoder_options(ctx: Context) -> dict:
     return fn(ctx) if fn is not None else {}
 
 
+def check_encoder(kind: str) -> None:
+    """Refuse an encoder kind that is not registered (PreprocessError listing the known ones)."""
+    load_plugins()
+    if kind not in ENCODERS:
+        raise PreprocessError(f"unknown --encoder '{kind}' (known: {', '.join(sorted(ENCODERS))})")
+
+
 def build_stage_encoder(ctx: Context, batch_size: int) -> ImageTextEncoder:
     """The configured encoder on the context's device."""
-    load_plugins()
-    if ctx.cfg.encoder not in ENCODERS:
-        raise PreprocessError(f"unknown --encoder '{ctx.cfg.encoder}' (known: {sorted(ENCODERS)})")
+    check_encoder(ctx.cfg.encoder)
     from ccl_gs.encoders.open_clip import EncoderLoadError
 
     try:
@@ -624,7 +629,7 @@ class Preprocessor:
         self.cfg = cfg or PreprocessConfig()
         self.opts = options or RunOptions()
         self.components = components or Components()
-        self.out = Path(out)
+        self.out = check_out_dir(out)
         self.shard = parse_shard(self.opts.shard)
         if self.opts.steps not in ("all", "tracks", "images", "verify"):
             raise PreprocessError(f"--steps must be all, tracks, images or verify, got '{self.opts.steps}'")
@@ -632,6 +637,8 @@ class Preprocessor:
             raise PreprocessError(f"unknown --mask-source '{self.cfg.mask_source}' (known: {sorted(MASK_SOURCES)})")
         if self.cfg.track_source not in TRACK_SOURCES:
             raise PreprocessError(f"unknown --track-source '{self.cfg.track_source}' (known: {sorted(TRACK_SOURCES)})")
+        if self.components.encoder is None:
+            check_encoder(self.cfg.encoder)
         self.ctx = make_context(scene_root, self.cfg, self.opts.device)
         self._mask_source: MaskSource | None = self.components.mask_source
         self._encoder: ImageTextEncoder | None = self.components.encoder

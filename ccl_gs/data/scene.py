@@ -128,14 +128,28 @@ class Scene:
         return split_views(len(self), test_every)[split]
 
 
+def check_test_every(test_every: int) -> int:
+    """``test_every`` if it is a hold-out step :func:`split_views` takes (``>= 0``; 0 = no test views).
+
+    Raises:
+        ValueError: ``test_every < 0`` (the message names ``--test-every``).
+    """
+    if test_every < 0:
+        raise ValueError(f"--test-every must be >= 0 (0 = no test views), got {test_every}")
+    return test_every
+
+
 def split_views(n_views: int, test_every: int = 8) -> dict[str, list[int]]:
     """The LLFF convention: every ``test_every``-th view (0, 8, 16, ...) is held out.
 
-    ``test_every <= 0`` holds out nothing (all views train, test is empty).
+    ``test_every == 0`` holds out nothing (all views train, test is empty).
     Scenes whose format carries its own split (Blender) use that one unless
     ``test_every`` is changed from 8.
+
+    Raises:
+        ValueError: ``test_every < 0`` (see :func:`check_test_every`).
     """
-    if test_every <= 0:
+    if check_test_every(test_every) == 0:
         return {"train": list(range(n_views)), "test": []}
     test = [i for i in range(n_views) if i % test_every == 0]
     train = [i for i in range(n_views) if i % test_every != 0]
@@ -204,14 +218,19 @@ def detect_format(root: Path, order: Sequence[str] | None = None) -> str:
     )
 
 
+def get_reader(name: str) -> Reader:
+    """The reader registered as ``name``; an unknown name raises a SceneError listing the known formats."""
+    _import_readers()
+    if name not in READERS:
+        raise SceneError(f"unknown scene format '{name}' (known: auto, {', '.join(sorted(READERS))})")
+    return READERS[name]
+
+
 def load_scene(root: str | Path, format: str = "auto", **options) -> Scene:
     """Read a scene folder with the named reader (``"auto"`` detects the layout)."""
-    _import_readers()
     root = Path(root)
     name = detect_format(root) if format == "auto" else format
-    if name not in READERS:
-        raise SceneError(f"unknown scene format '{name}' (known: {sorted(READERS)})")
-    reader = READERS[name]
+    reader = get_reader(name)
     accepted = [p for p in inspect.signature(reader).parameters if p != "root"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:

@@ -19,17 +19,18 @@ from ccl_gs.field.train import FieldConfig, run_field
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, FieldConfig)
-    cfg = from_args(FieldConfig, parser.parse_args(argv), base=FieldConfig())
+    ns = parser.parse_args(argv)
     try:
-        m = run_field(cfg)
+        m = run_field(from_args(FieldConfig, ns, base=FieldConfig()))
     except (ValueError, RuntimeError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     tag = " (reused)" if m.get("reused") else ""
     fit = m["fit_measure"]
+    test = m[f"test_{fit}"]
     print(
         f"field ({m['method']}, {m['schedule']}): {m['n_gaussians']} Gaussians, {fit.replace('_', ' ')} train "
-        f"{m[f'train_{fit}']:.3f} / test {m[f'test_{fit}']:.3f}, {m['seconds']:.0f} s{tag}"
+        f"{m[f'train_{fit}']:.3f} / test {'n/a' if test is None else f'{test:.3f}'}, {m['seconds']:.0f} s{tag}"
     )
     return 0
 

@@ -38,7 +38,7 @@ from torch import Tensor
 from ccl_gs.config import from_dict, to_dict
 from ccl_gs.field.methods import Supervision, method_of
 from ccl_gs.field.model import DecoderConfig
-from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, file_hash, read_json, write_json
+from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, check_out_dir, file_hash, read_json, write_json
 from ccl_gs.splat.trainer import RGBTrainConfig, Trainer, device_for_run, load_checkpoint, load_datasets
 
 FIELD_VERSION = 4
@@ -59,7 +59,9 @@ class FieldConfig:
         default=Path("outputs/scene/rgb"), metadata={"help": "Finished RGB run (frozen schedule) or its config (joint)."}
     )
     schedule: str = field(default="frozen", metadata={"help": "frozen (features on fixed geometry) | joint (paper)."})
-    iterations: int = field(default=1500, metadata={"help": "Feature optimization steps (joint: total steps)."})
+    iterations: int = field(
+        default=1500, metadata={"help": "Feature optimization steps (joint: total steps); at least 1."}
+    )
     lr_features: float = field(
         default=2.5e-3,
         metadata={"help": "Adam lr of the per-Gaussian features, frozen schedule (LangSplat's); the joint schedule "
@@ -75,6 +77,10 @@ class FieldConfig:
     )
     seed: int = field(default=0, metadata={"help": "Random seed."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"--iterations must be >= 1, got {self.iterations}")
 
 
 def render_features(params, item: dict[str, Any], device: torch.device, backend: str | None = None) -> Tensor:
@@ -241,7 +247,7 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
 
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"--schedule must be one of {SCHEDULES}, got '{cfg.schedule}'")
-    out = Path(cfg.out)
+    out = check_out_dir(cfg.out)
     rgb_cfg_path = Path(cfg.rgb_run) / "config.json"
     if not rgb_cfg_path.exists():
         raise ArtifactError(f"missing RGB run config {rgb_cfg_path}; run train.py first or fix --rgb-run")
@@ -290,7 +296,7 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
         "n_gaussians": int(trainer.params["means"].shape[0]),
         "fit_measure": fit,
         f"train_{fit}": trainer.fit(trainer.train_set),
-        f"test_{fit}": trainer.fit(trainer.test_set) if len(trainer.test_set) else float("nan"),
+        f"test_{fit}": trainer.fit(trainer.test_set) if len(trainer.test_set) else None,
     }
     write_json(out / "metrics.json", metrics)
     manifest.extra = {"encoder": trainer.state_dict()["encoder"]}

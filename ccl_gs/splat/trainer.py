@@ -27,9 +27,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ccl_gs.config import from_dict, to_dict
-from ccl_gs.io.artifacts import ArtifactError, atomic_path, read_json, write_json
+from ccl_gs.data.scene import check_test_every
+from ccl_gs.io.artifacts import ArtifactError, atomic_path, check_out_dir, read_json, write_json
 from ccl_gs.metrics.image import psnr, ssim
 from ccl_gs.runtime import CPU_TORCH_THREADS, device_for_run  # noqa: F401 (re-exported)
+from ccl_gs.splat._sh import MAX_DEGREE as MAX_SH_DEGREE
 from ccl_gs.splat.gaussians import InitConfig, LearningRates, init_gaussians, make_optimizers, render_rgb
 from ccl_gs.splat.strategy import DensifyConfig, make_strategy, strategy_state_to_cpu
 
@@ -48,9 +50,9 @@ class RGBTrainConfig:
         default=1, metadata={"help": "Image downscale factor; LLFF/COLMAP read the images_<factor> folder when present."}
     )
     test_every: int = field(default=8, metadata={"help": "Hold out every n-th view (0 = none). Blender keeps its own split at 8."})
-    iterations: int = field(default=1500, metadata={"help": "Optimization steps (one view per step)."})
+    iterations: int = field(default=1500, metadata={"help": "Optimization steps (one view per step); at least 1."})
     max_seconds: float = field(default=0.0, metadata={"help": "Stop training after this many seconds (0 = no limit)."})
-    sh_degree: int = field(default=3, metadata={"help": "Maximum SH degree of the colour."})
+    sh_degree: int = field(default=3, metadata={"help": f"Maximum SH degree of the colour (0..{MAX_SH_DEGREE})."})
     sh_degree_interval: int = field(default=1000, metadata={"help": "Raise the active SH degree every this many steps."})
     ssim_lambda: float = field(default=0.2, metadata={"help": "Weight of D-SSIM in the loss (3DGS: 0.2)."})
     init: InitConfig = field(default_factory=InitConfig)
@@ -62,6 +64,17 @@ class RGBTrainConfig:
     seed: int = field(default=0, metadata={"help": "Random seed."})
     overwrite: bool = field(default=False, metadata={"help": "Discard an existing run in --out with a different config."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"--iterations must be >= 1, got {self.iterations}")
+        check_test_every(self.test_every)
+        if self.factor < 1:
+            raise ValueError(f"--factor must be >= 1, got {self.factor}")
+        if not 0 <= self.sh_degree <= MAX_SH_DEGREE:
+            raise ValueError(f"--sh-degree must be in 0..{MAX_SH_DEGREE}, got {self.sh_degree}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
 
 
 def scene_focus(scene) -> np.ndarray:
@@ -191,12 +204,12 @@ class Trainer:
         return {"loss": float(loss.detach()), "psnr": p, "n": self.n_gaussians}
 
     @torch.no_grad()
-    def evaluate(self, test_set, render_dir: Path | None = None) -> dict[str, float]:
-        """Mean PSNR / SSIM over ``test_set``; optionally writes the renders as PNG."""
+    def evaluate(self, test_set, render_dir: Path | None = None) -> dict[str, float | None]:
+        """Mean PSNR / SSIM over ``test_set`` (``None`` without test views); optionally writes the renders as PNG."""
         from PIL import Image
 
         if len(test_set) == 0:
-            return {"psnr": float("nan"), "ssim": float("nan"), "n_views": 0}
+            return {"psnr": None, "ssim": None, "n_views": 0}
         ps, ss = [], []
         for i in range(len(test_set)):
             item = test_set[i]
@@ -307,9 +320,9 @@ def check_run_folder(cfg: RGBTrainConfig) -> str:
 
 
 def _reader_takes_factor(fmt: str) -> bool:
-    from ccl_gs.data.scene import READERS
+    from ccl_gs.data.scene import get_reader
 
-    return "factor" in inspect.signature(READERS[fmt]).parameters
+    return "factor" in inspect.signature(get_reader(fmt)).parameters
 
 
 def load_run_scene(cfg: RGBTrainConfig):
@@ -341,7 +354,7 @@ def run(cfg: RGBTrainConfig) -> dict[str, Any]:
 
     from ccl_gs.io.ply import write_gaussians_ply
 
-    out = Path(cfg.out)
+    out = check_out_dir(cfg.out)
     status = check_run_folder(cfg)
     if status == "done":
         metrics = read_json(out / "metrics.json")

@@ -1,7 +1,7 @@
 """Inspect a scene folder: ``python -m ccl_gs.data.readers ROOT [--format F] [--factor N] [--test-every N]``.
 
 Prints the detected format, views, intrinsics, split and point count, or a
-one-line error naming the file at fault (exit status 1).
+one-line error naming the file or option at fault (exit status 1).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         print(summary(args.root, args.format, args.factor, args.test_every))
-    except SceneError as e:
+    except (SceneError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
