@@ -346,3 +346,29 @@ def test_nerfstudio_camera_angle_x_fallback(tmp_path):
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     cam = load_scene(tmp_path).cameras[0]
     assert cam.fx == pytest.approx(20.0) and cam.fy == pytest.approx(20.0) and (cam.cx, cam.cy) == (W / 2, H / 2)
+
+
+def test_blender_refuses_frames_mixing_alpha_and_none(tmp_path):
+    def write(root: Path, modes: list[str]) -> None:
+        (root / "train").mkdir(parents=True)
+        frames = []
+        for i, mode in enumerate(modes):
+            Image.new(mode, (W, H)).save(root / "train" / f"r_{i}.png")
+            frames.append({"file_path": f"./train/r_{i}", "transform_matrix": np.eye(4).tolist()})
+        (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": frames}))
+        (root / "transforms_test.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": []}))
+
+    write(tmp_path / "mixed", ["RGBA", "RGBA", "RGB"])
+    with pytest.raises(SceneError, match=r"r_2\.png: no alpha channel, while 2 of 3 frames have one \(e\.g\. r_0\.png\)"):
+        load_scene(tmp_path / "mixed")
+    write(tmp_path / "rgba", ["RGBA", "LA"])
+    write(tmp_path / "rgb", ["RGB", "RGB"])
+    assert len(load_scene(tmp_path / "rgba")) == 2 and len(load_scene(tmp_path / "rgb")) == 2
+
+
+def test_negative_test_every_is_refused():
+    from ccl_gs.data import split_views
+
+    assert split_views(3, 0) == {"train": [0, 1, 2], "test": []}
+    with pytest.raises(ValueError, match="--test-every must be >= 0"):
+        split_views(3, -1)

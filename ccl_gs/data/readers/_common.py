@@ -23,11 +23,23 @@ def image_size(path: Path) -> tuple[int, int]:
 
     Raises :class:`SceneError` naming the file when it is missing or unreadable.
     """
+    width, height, _ = image_header(path)
+    return width, height
+
+
+def image_header(path: Path) -> tuple[int, int, bool]:
+    """``(width, height, has_alpha)`` of an image from its header (the pixels are not decoded).
+
+    ``has_alpha``: the image carries transparency (an alpha channel, or a
+    palette / colour key marked transparent).
+
+    Raises :class:`SceneError` naming the file when it is missing or unreadable.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
+            return int(im.size[0]), int(im.size[1]), bool(im.has_transparency_data)
     except FileNotFoundError:
         raise SceneError(f"missing image: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
