@@ -25,13 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_args(RenderConfig, parser.parse_args(argv), base=RenderConfig())
     try:
         s = render_queries(cfg)
+    except KeyboardInterrupt:
+        print(f"interrupted: files written so far are complete; re-run to render the rest into {cfg.out}", file=sys.stderr)
+        return 130
     except (ValueError, RuntimeError, OSError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(
-        f"{s['scene']}: {len(s['views'])} views x {len(s['queries'])} queries -> {cfg.out} "
-        f"({1000 * s['seconds_per_view_all_queries']:.0f} ms per view for all queries)"
-    )
+    t = s["seconds_per_view_all_queries"]
+    timing = "" if t is None else f" ({1000 * t:.0f} ms per view for all queries)"
+    print(f"{s['scene']}: {len(s['views'])} views x {len(s['queries'])} queries -> {cfg.out}{timing}")
     return 0
 
 

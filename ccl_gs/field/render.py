@@ -35,7 +35,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -70,7 +70,11 @@ class RenderConfig:
         metadata={"help": "Threshold of masks and 3D selections on the normalized relevancy (the LERF-OVS rule)."},
     )
     write_png: bool = field(default=True, metadata={"help": "Write RGB / heat-map / mask PNGs."})
-    write_selection: bool = field(default=True, metadata={"help": "Write one PLY of selected Gaussians per query."})
+    write_selection: bool = field(default=True, metadata={"help": "Write one PLY of selected Gaussians (or LERF surface points) per query."})
+    lerf_scales: int = field(default=30, metadata={"help": "LERF runs: scales searched in [0, 1.5] per query and view."})
+    lerf_search_stride: int = field(
+        default=1, metadata={"help": "LERF runs: the scale search looks at every n-th pixel row and column (1 = all, as LERF)."}
+    )
 
 
 def _save_png(path: Path, arr: np.ndarray) -> None:
@@ -80,14 +84,22 @@ def _save_png(path: Path, arr: np.ndarray) -> None:
         Image.fromarray(arr).save(tmp, format="PNG")
 
 
-def heatmap_over(rgb: np.ndarray, rel: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """Overlay relevancy ``[H, W]`` in [0, 1] (turbo colours) on ``rgb [H, W, 3]`` uint8."""
+def heatmap_over(rgb: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """LERF's composite: relevancy ``[H, W]`` at or above 0.5 in turbo colours, plain ``rgb [H, W, 3]`` uint8 below.
+
+    Above 0.5 (more likely the query than the hardest canonical phrase) the
+    colour shows ``(rel - 0.5)`` scaled by its maximum, so a query's map shows
+    where the object is and leaves the rest of the image untouched.
+    """
     import cv2
 
-    v = np.clip(rel, 0, 1)
+    v = np.clip(np.asarray(rel, np.float32) - 0.5, 0, None)
+    shown = v > 0
+    if not shown.any():
+        return rgb.copy()
+    v = v / max(float(v.max()), 1e-6)
     col = cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
-    w = (alpha * v)[..., None]
-    return (rgb * (1 - w) + col * w).astype(np.uint8)
+    return np.where(shown[..., None], col, rgb).astype(np.uint8)
 
 
 def make_encoder(spec: dict[str, Any]):
@@ -147,7 +159,7 @@ def features_png(feats: Tensor, mean: Tensor, axes: Tensor, scale: Tensor) -> np
     return ((x.clamp(-1, 1) * 0.5 + 0.5) * 255 + 0.5).byte().cpu().numpy()
 
 
-def plan(cfg: RenderConfig, scene, rgb_cfg) -> RenderPlan:
+def plan(cfg: RenderConfig, scene, test_every: int) -> RenderPlan:
     """Resolve the queries and views of a render from the options and the benchmark files."""
     from ccl_gs.metrics.labels import load_scene_labels, ovs3d_view_index, ovs3d_views, read_ovs3d_classes
 
@@ -177,72 +189,208 @@ def plan(cfg: RenderConfig, scene, rgb_cfg) -> RenderPlan:
     if cfg.split == "path":
         if cfg.path_frames < 1:
             raise QueryError(f"--path-frames must be >= 1, got {cfg.path_frames}")
-        train = scene.views("train", rgb_cfg.test_every)
+        train = scene.views("train", test_every)
         return RenderPlan(list(cfg.queries), {}, path=camera_path(scene.camtoworlds[train], cfg.path_frames))
     if cfg.split not in ("train", "test", "all"):
         raise QueryError(f"--split must be train, test, all or path, got '{cfg.split}'")
-    idx = scene.views(cfg.split, rgb_cfg.test_every)
+    idx = scene.views(cfg.split, test_every)
     return RenderPlan(list(cfg.queries), {i: Path(scene.image_paths[i]).stem for i in idx})
+
+
+class QueryModel(Protocol):
+    """What the render loop asks of a trained run (a Gaussian field, a LERF run, ...)."""
+
+    scene: Any
+    test_every: int
+    n_levels: int
+    encoder_spec: dict[str, Any]
+
+    def dataset(self, split: str):
+        """The scene's views of ``split`` at the run's resolution."""
+
+    def check_encoder(self, encoder) -> None:
+        """Refuse a query encoder other than the run's."""
+
+    def render_view(self, item: dict[str, Any]) -> Any:
+        """Render one view (``item`` as :class:`~ccl_gs.data.dataset.SceneDataset` gives); an opaque state with
+        ``rgb`` (``[H, W, 3]`` uint8) and ``features`` (``[H, W, d]``) attributes."""
+
+    def relevancy_maps(self, view: Any, query_emb: Tensor, kind: str, canonical_emb: Tensor | None) -> Tensor:
+        """``[L, Q, H, W]`` relevancy of the queries in a rendered view."""
+
+    def cosine_maps(self, view: Any, query_emb: Tensor) -> Tensor:
+        """``[L, Q, H, W]`` cosine similarity of the queries in a rendered view."""
+
+    def feature_basis(self, view: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """Mean, principal axes and scale used to colour the rendered features (the same in every view)."""
+
+    def write_selections(self, out: Path, queries: list[str], slugs: list[str], query_emb: Tensor, kind: str,
+                         canonical_emb: Tensor | None, threshold: float) -> dict[str, int]:
+        """Write one PLY per query of the 3D primitives it selects; returns the count per query."""
+
+
+@dataclass
+class RunKind:
+    """A kind of trained run that ``render.py --field-dir`` accepts."""
+
+    detect: Callable[[Path], bool]
+    load: Callable[..., QueryModel]
+    """``load(folder, device, cfg)`` with ``cfg`` the :class:`RenderConfig` (or None)."""
+
+
+RUN_KINDS: dict[str, RunKind] = {}
+"""Trained run kinds by name (``"semantic_field"``, ``"lerf"``); the first whose ``detect`` accepts the folder loads it."""
+RUN_KIND_PLUGINS = ("ccl_gs.lerf.query",)
+"""Modules that register further run kinds, imported on demand."""
+
+
+def register_run_kind(name: str, detect: Callable[[Path], bool]):
+    """Decorator registering ``load(folder, device) -> QueryModel`` for runs that ``detect`` accepts."""
+
+    def deco(load):
+        RUN_KINDS[name] = RunKind(detect, load)
+        return load
+
+    return deco
+
+
+def load_query_model(folder: str | Path, device: torch.device, cfg: RenderConfig | None = None) -> QueryModel:
+    """Load a trained run of any registered kind (a one-line :class:`QueryError` when none matches)."""
+    import importlib
+
+    for mod in RUN_KIND_PLUGINS:
+        importlib.import_module(mod)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise QueryError(f"no trained run at {folder}: train a semantic field or a LERF run first")
+    for kind in RUN_KINDS.values():
+        if kind.detect(folder):
+            return kind.load(folder, device, cfg)
+    raise QueryError(f"{folder} holds no trained run (expected field.pt of a semantic field or lerf.pt of a LERF run)")
+
+
+@dataclass
+class GaussianView:
+    """A rendered view of a Gaussian field."""
+
+    item: dict[str, Any]
+    features: Tensor  # [H, W, d_f]
+    rgb: np.ndarray  # [H, W, 3] uint8
+
+
+class GaussianQueryModel:
+    """A trained semantic Gaussian field (:class:`LanguageField`) behind :class:`QueryModel`."""
+
+    def __init__(self, folder: Path, device: torch.device) -> None:
+        from ccl_gs.config import from_dict
+        from ccl_gs.field.train import FieldConfig, check_current
+        from ccl_gs.io.artifacts import read_json
+        from ccl_gs.splat.trainer import RGBTrainConfig, load_run_scene
+
+        self.device = device
+        self.lf = LanguageField.load(folder, device)
+        check_current(folder)
+        fcfg = from_dict(FieldConfig, read_json(Path(folder) / "config.json"))
+        rgb_cfg_path = Path(folder) / "joint_rgb" / "config.json"
+        if not rgb_cfg_path.exists():
+            rgb_cfg_path = Path(fcfg.rgb_run) / "config.json"
+        self.rgb_cfg = from_dict(RGBTrainConfig, read_json(rgb_cfg_path))
+        self.scene = load_run_scene(self.rgb_cfg)
+        self.test_every = self.rgb_cfg.test_every
+        self.n_levels = self.lf.n_levels
+        self.encoder_spec = self.lf.encoder_spec
+        feats = self.lf.params["features"]
+        self._mean, self._axes = feature_colors(feats)
+        self._scale = 2 * ((feats - self._mean) @ self._axes).std(0).clamp_min(1e-6)
+
+    def dataset(self, split: str):
+        from ccl_gs.splat.trainer import make_dataset
+
+        return make_dataset(self.rgb_cfg, self.scene, split, self.device)
+
+    def check_encoder(self, encoder) -> None:
+        self.lf.check_encoder(encoder)
+
+    def render_view(self, item: dict[str, Any]) -> GaussianView:
+        from ccl_gs.splat.gaussians import render_rgb
+
+        dev = self.device
+        bg = torch.ones(3, device=dev) if self.scene.white_background else torch.zeros(3, device=dev)
+        colors, _, _ = render_rgb(
+            self.lf.params, item["viewmat"][None].to(dev), item["K"][None].to(dev),
+            int(item["width"]), int(item["height"]), sh_degree=self.rgb_cfg.sh_degree, background=bg,
+        )
+        rgb = (colors[0, ..., :3].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        return GaussianView(item, self.lf.render_features(item), rgb)
+
+    def relevancy_maps(self, view: GaussianView, query_emb: Tensor, kind: str, canonical_emb: Tensor | None) -> Tensor:
+        return self.lf.relevancy_maps(view.item, query_emb, kind, canonical_emb, feats=view.features)
+
+    def cosine_maps(self, view: GaussianView, query_emb: Tensor) -> Tensor:
+        return self.lf.cosine_maps(view.item, query_emb, feats=view.features)
+
+    def feature_basis(self, view: GaussianView) -> tuple[Tensor, Tensor, Tensor]:
+        return self._mean, self._axes, self._scale
+
+    def write_selections(self, out: Path, queries: list[str], slugs: list[str], query_emb: Tensor, kind: str,
+                         canonical_emb: Tensor | None, threshold: float) -> dict[str, int]:
+        g_rel = self.lf.gaussian_relevancy(query_emb, kind, canonical_emb)  # [L, Q, N]
+        counts = {}
+        for qi, (q, slug) in enumerate(zip(queries, slugs)):
+            keep = select_gaussians(g_rel[:, qi], threshold)
+            counts[q] = int(keep.sum())
+            if keep.any():
+                export_field_ply(out / f"{slug}.ply", self.lf.params, self.lf.head, keep=keep)
+        return counts
+
+
+register_run_kind("semantic_field", lambda d: (d / "field.pt").is_file())(lambda folder, device, cfg=None: GaussianQueryModel(folder, device))
 
 
 @torch.no_grad()
 def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
     """Render the planned views with the planned queries; returns a summary dict."""
-    from ccl_gs.config import from_dict
-    from ccl_gs.field.train import FieldConfig, check_current
-    from ccl_gs.io.artifacts import read_json
     from ccl_gs.metrics import lerf_ovs, ovs3d
     from ccl_gs.metrics.lerf_ovs import query_slug
-    from ccl_gs.splat.gaussians import render_rgb
-    from ccl_gs.splat.trainer import RGBTrainConfig, device_for_run, load_run_scene, make_dataset
+    from ccl_gs.splat.trainer import device_for_run
 
+    from ccl_gs.io.artifacts import check_out_dir
+
+    check_out_dir(cfg.out)
     device = device_for_run()
-    lf = LanguageField.load(cfg.field_dir, device)
-    check_current(cfg.field_dir)
-    fcfg = from_dict(FieldConfig, read_json(Path(cfg.field_dir) / "config.json"))
-    rgb_cfg_path = Path(cfg.field_dir) / "joint_rgb" / "config.json"
-    if not rgb_cfg_path.exists():
-        rgb_cfg_path = Path(fcfg.rgb_run) / "config.json"
-    rgb_cfg = from_dict(RGBTrainConfig, read_json(rgb_cfg_path))
-    scene = load_run_scene(rgb_cfg)
-    pl = plan(cfg, scene, rgb_cfg)
-    views = make_dataset(rgb_cfg, scene, "all", device)
+    model = load_query_model(cfg.field_dir, device, cfg)
+    scene = model.scene
+    pl = plan(cfg, scene, model.test_every)
+    views = model.dataset("all")
     if encoder is None:
-        encoder = make_encoder(lf.encoder_spec)
-    lf.check_encoder(encoder)
+        encoder = make_encoder(model.encoder_spec)
+    model.check_encoder(encoder)
     q_emb, c_emb = encode_queries(encoder, pl.queries)
     out = Path(cfg.out)
     slugs = [query_slug(q) for q in pl.queries]
     t_query = []
-    bg = torch.ones(3, device=device) if scene.white_background else torch.zeros(3, device=device)
     jobs = [(stem, views[vi], True) for vi, stem in sorted(pl.views.items())]
     if pl.path is not None:
         ref = views[0]
         for f, c2w in enumerate(pl.path):
             vm = torch.from_numpy(np.linalg.inv(c2w)).to(ref["viewmat"])
             jobs.append((f"path_{f:05d}", {**ref, "viewmat": vm, "index": -1}, False))
-    mean, axes = feature_colors(lf.params["features"])
-    scale = 2 * ((lf.params["features"] - mean) @ axes).std(0).clamp_min(1e-6)
     for stem, item, is_view in tqdm(jobs, desc="render", dynamic_ncols=True):
         t0 = time.perf_counter()
-        feats = lf.render_features(item)  # [H, W, d_f], shared by the relevancy and the 3D-OVS scores
-        rel = lf.relevancy_maps(item, q_emb, cfg.relevancy, c_emb, feats=feats)  # [L, Q, H, W]
+        view = model.render_view(item)  # rasterized / rendered once, shared by relevancy and 3D-OVS scores
+        rel = model.relevancy_maps(view, q_emb, cfg.relevancy, c_emb)  # [L, Q, H, W]
         t_query.append(time.perf_counter() - t0)
         rel_np = rel.float().cpu().numpy()
         for qi, q in enumerate(pl.queries if is_view else []):
             lerf_ovs.save_render(out / "lerf_ovs", scene.name, stem, q, rel_np[:, qi])
         if pl.ovs3d_classes is not None:
-            cos = lf.cosine_maps(item, q_emb, feats=feats)  # [L, C, H, W]
+            cos = model.cosine_maps(view, q_emb)  # [L, C, H, W]
             ovs3d.save_render(out / "ovs3d", scene.name, stem, cos.max(0).values.cpu().numpy(), pl.ovs3d_classes)
             ovs3d.save_render(out / "ovs3d_levels", scene.name, stem, rel_np, pl.ovs3d_classes)
         if cfg.write_png:
-            colors, _, _ = render_rgb(
-                lf.params, item["viewmat"][None].to(device), item["K"][None].to(device),
-                int(item["width"]), int(item["height"]), sh_degree=rgb_cfg.sh_degree, background=bg,
-            )
-            rgb = (colors[0, ..., :3].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+            rgb = view.rgb
             _save_png(out / "rgb" / f"{stem}.png", rgb)
-            _save_png(out / "features" / f"{stem}.png", features_png(feats, mean, axes, scale))
+            _save_png(out / "features" / f"{stem}.png", features_png(view.features, *model.feature_basis(view)))
             for qi, slug in enumerate(slugs):
                 lv = int(rel[:, qi].flatten(1).max(1).values.argmax())
                 r = rel_np[lv, qi]
@@ -251,21 +399,17 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
                 _save_png(out / "mask" / stem / f"{slug}.png", (m * 255).astype(np.uint8))
     selections = {}
     if cfg.write_selection:
-        g_rel = lf.gaussian_relevancy(q_emb, cfg.relevancy, c_emb)  # [L, Q, N]
-        for qi, (q, slug) in enumerate(zip(pl.queries, slugs)):
-            keep = select_gaussians(g_rel[:, qi], cfg.threshold)
-            selections[q] = int(keep.sum())
-            if keep.any():
-                export_field_ply(out / "selection" / f"{slug}.ply", lf.params, lf.head, keep=keep)
+        selections = model.write_selections(out / "selection", pl.queries, slugs, q_emb, cfg.relevancy, c_emb,
+                                            cfg.threshold)
     summary = {
         "scene": scene.name,
         "queries": pl.queries,
         "views": [pl.views[k] for k in sorted(pl.views)],
         "path_frames": 0 if pl.path is None else len(pl.path),
-        "levels": lf.n_levels,
+        "levels": model.n_levels,
         "relevancy": cfg.relevancy,
-        "selected_gaussians": selections,
-        "seconds_per_view_all_queries": float(np.median(t_query)) if t_query else float("nan"),
+        "selected": selections,
+        "seconds_per_view_all_queries": float(np.median(t_query)) if t_query else None,
     }
     write_json(out / "render.json", summary)
     return summary

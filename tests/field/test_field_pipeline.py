@@ -84,7 +84,7 @@ def test_queries_render_outputs_and_selection(pipeline, tmp_path):
     assert (out / "heatmap" / frames[0] / f"{query_slug(q)}.png").is_file()
     assert (out / "rgb" / f"{frames[0]}.png").is_file()
     # 3D selection: the selected Gaussians' PLY holds exactly the count reported
-    for q, n in s["selected_gaussians"].items():
+    for q, n in s["selected"].items():
         p = out / "selection" / f"{query_slug(q)}.ply"
         assert (n == 0) != p.is_file()
         if n:
@@ -137,7 +137,7 @@ def test_query_errors(pipeline, tmp_path):
         [sys.executable, str(REPO / "render.py"), "--field-dir", str(tmp_path / "nothing"), "--out",
          str(tmp_path / "r"), "--queries", "mug"], capture_output=True, text=True, cwd=REPO,
     )
-    assert r.returncode == 2 and "no trained language field" in r.stderr
+    assert r.returncode == 2 and "no trained run" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
