@@ -5,11 +5,14 @@
 #       (README, Methods); the others are the paper's ablations
 #   autoencoder                                  LangSplat-style language autoencoder (512 -> 3 per level)
 #   raw                                          none: the field regresses the preprocess features directly
-# The semantic field's --supervision is the stage-2 folder, whose kind selects the method.
+#   lerf                                         the LERF baseline: CLIP pyramid / DINO targets -> NeRF with a
+#                                                language field (no masks, codebook or Gaussians)
+# The semantic field's --supervision is the stage-2 folder, whose kind selects the method; render.py
+# reads any trained run (a field or a LERF run) from query_dir.
 METHOD=${METHOD:-ccl_gated}
 case "$METHOD" in
-  ccl|ccl_gated|no_pull_push|pull_only|push_only|autoencoder|raw) ;;
-  *) echo "error: unknown METHOD=$METHOD (ccl | ccl_gated | no_pull_push | pull_only | push_only | autoencoder | raw)" >&2
+  ccl|ccl_gated|no_pull_push|pull_only|push_only|autoencoder|raw|lerf) ;;
+  *) echo "error: unknown METHOD=$METHOD (ccl | ccl_gated | no_pull_push | pull_only | push_only | autoencoder | raw | lerf)" >&2
      exit 2 ;;
 esac
 
@@ -31,4 +34,12 @@ run_stage2() {
     autoencoder) "$PY" -m ccl_gs.autoencoder --preprocessed "$pre" --out "$out/autoencoder" ;;
     *) "$PY" -m ccl_gs.codebook --preprocessed "$pre" --out "$out/codebook" --variant "$METHOD" "$@" ;;
   esac
+}
+
+# is_lerf: the LERF baseline replaces preprocess, stage 2, RGB Gaussians and the field by one NeRF stage.
+is_lerf() { [ "$METHOD" = lerf ]; }
+
+# query_dir OUT: the trained run render.py queries.
+query_dir() {
+  if is_lerf; then echo "$1/lerf"; else echo "$1/field"; fi
 }

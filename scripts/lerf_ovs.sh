@@ -9,10 +9,11 @@
 # LABELS: the label root holding LABELS/<scene>/frame_XXXXX.json.
 # Model weights: SAM_CKPT, SAM2_CKPT, CLIP_PRETRAINED as in scripts/ovs3d.sh. Each stage
 # skips its work when its artifact is current; --stage runs one stage alone. METHOD picks
-# the method (ccl_gated, the default, | ccl | no_pull_push | autoencoder | raw; see scripts/_method.sh).
+# the method (ccl_gated, the default, | ccl | no_pull_push | autoencoder | raw | lerf; see scripts/_method.sh).
+# METHOD=lerf: LERF_PRESET (lerf | lerf-lite | cpu), DINO_CKPT (dino_deitsmall8_pretrain.pth; default: timm's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 3 ] || { sed -n '2,12p' "$0"; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,13p' "$0"; exit 2; }
 SCENE=$1; LABELS=$2; OUT=$3; shift 3
 STAGE=all
 while [ $# -gt 0 ]; do
@@ -27,26 +28,35 @@ PY=${PY:-.venv/bin/python}
 SAM_CKPT=${SAM_CKPT:-ckpts/sam_vit_h_4b8939.pth}
 SAM2_CKPT=${SAM2_CKPT:-ckpts/sam2.1_hiera_large.pt}
 CLIP_PRETRAINED=${CLIP_PRETRAINED:-laion2b_s34b_b88k}
+LERF_PRESET=${LERF_PRESET:-lerf}
 run() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
 source scripts/_method.sh
 
-if run preprocess; then
-  "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --sam-checkpoint "$SAM_CKPT" \
-    --sam2-checkpoint "$SAM2_CKPT" --clip-pretrained "$CLIP_PRETRAINED"
-fi
-if run codebook; then
-  run_stage2 "$OUT/preprocess" "$OUT"
-fi
-if run rgb; then
-  # labelled frames are training views (the LERF-OVS protocol): train on all views
-  "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --test-every 0 --iterations 30000 \
-    --densify.refine-stop-iter 15000
-fi
-if run field; then
-  "$PY" -m ccl_gs.field --supervision "$(supervision_dir "$OUT/preprocess" "$OUT")" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
+if is_lerf; then
+  if run lerf; then
+    # labelled / segmented frames are training views: train on all views
+    "$PY" -m ccl_gs.lerf --data "$SCENE" --out "$OUT/lerf" --preset "$LERF_PRESET" --test-every 0 \
+      --target.clip-pretrained "$CLIP_PRETRAINED" ${DINO_CKPT:+--target.dino-checkpoint "$DINO_CKPT"}
+  fi
+else
+  if run preprocess; then
+    "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --sam-checkpoint "$SAM_CKPT" \
+      --sam2-checkpoint "$SAM2_CKPT" --clip-pretrained "$CLIP_PRETRAINED"
+  fi
+  if run codebook; then
+    run_stage2 "$OUT/preprocess" "$OUT"
+  fi
+  if run rgb; then
+    # labelled frames are training views (the LERF-OVS protocol): train on all views
+    "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --test-every 0 --iterations 30000 \
+      --densify.refine-stop-iter 15000
+  fi
+  if run field; then
+    "$PY" -m ccl_gs.field --supervision "$(supervision_dir "$OUT/preprocess" "$OUT")" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
+  fi
 fi
 if run render; then
-  "$PY" render.py --field-dir "$OUT/field" --out "$OUT/render" --lerf-labels "$LABELS/$NAME"
+  "$PY" render.py --field-dir "$(query_dir "$OUT")" --out "$OUT/render" --lerf-labels "$LABELS/$NAME"
 fi
 if run eval; then
   "$PY" eval/lerf_ovs.py --renders "$OUT/render/lerf_ovs" --labels "$LABELS" --scenes "$NAME" \

@@ -9,10 +9,11 @@
 # Model weights: SAM_CKPT (sam_vit_h_4b8939.pth), SAM2_CKPT (sam2.1_hiera_large.pt); CLIP
 # loads by name through open_clip (CLIP_PRETRAINED may be a local file). Each stage skips
 # its work when its artifact is current; --stage runs one stage alone. METHOD picks the
-# method (ccl_gated, the default, | ccl | no_pull_push | autoencoder | raw; see scripts/_method.sh).
+# method (ccl_gated, the default, | ccl | no_pull_push | autoencoder | raw | lerf; see scripts/_method.sh).
+# METHOD=lerf: LERF_PRESET (lerf | lerf-lite | cpu), DINO_CKPT (dino_deitsmall8_pretrain.pth; default: timm's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,12p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,13p' "$0"; exit 2; }
 SCENE=$1; OUT=$2; shift 2
 STAGE=all
 while [ $# -gt 0 ]; do
@@ -26,27 +27,36 @@ PY=${PY:-.venv/bin/python}
 SAM_CKPT=${SAM_CKPT:-ckpts/sam_vit_h_4b8939.pth}
 SAM2_CKPT=${SAM2_CKPT:-ckpts/sam2.1_hiera_large.pt}
 CLIP_PRETRAINED=${CLIP_PRETRAINED:-laion2b_s34b_b88k}
+LERF_PRESET=${LERF_PRESET:-lerf}
 FACTOR=${FACTOR:-4}
 run() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
 source scripts/_method.sh
 
-if run preprocess; then
-  "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --sam-checkpoint "$SAM_CKPT" \
-    --sam2-checkpoint "$SAM2_CKPT" --clip-pretrained "$CLIP_PRETRAINED"
-fi
-if run codebook; then
-  run_stage2 "$OUT/preprocess" "$OUT"
-fi
-if run rgb; then
-  # 3D-OVS evaluates on training views: train on all of them
-  "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --factor "$FACTOR" --test-every 0 --iterations 30000 \
-    --densify.refine-stop-iter 15000
-fi
-if run field; then
-  "$PY" -m ccl_gs.field --supervision "$(supervision_dir "$OUT/preprocess" "$OUT")" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
+if is_lerf; then
+  if run lerf; then
+    # labelled / segmented frames are training views: train on all views
+    "$PY" -m ccl_gs.lerf --data "$SCENE" --out "$OUT/lerf" --preset "$LERF_PRESET" --factor "$FACTOR" --test-every 0 \
+      --target.clip-pretrained "$CLIP_PRETRAINED" ${DINO_CKPT:+--target.dino-checkpoint "$DINO_CKPT"}
+  fi
+else
+  if run preprocess; then
+    "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --sam-checkpoint "$SAM_CKPT" \
+      --sam2-checkpoint "$SAM2_CKPT" --clip-pretrained "$CLIP_PRETRAINED"
+  fi
+  if run codebook; then
+    run_stage2 "$OUT/preprocess" "$OUT"
+  fi
+  if run rgb; then
+    # 3D-OVS evaluates on training views: train on all of them
+    "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --factor "$FACTOR" --test-every 0 --iterations 30000 \
+      --densify.refine-stop-iter 15000
+  fi
+  if run field; then
+    "$PY" -m ccl_gs.field --supervision "$(supervision_dir "$OUT/preprocess" "$OUT")" --rgb-run "$OUT/rgb" --out "$OUT/field" --iterations 30000
+  fi
 fi
 if run render; then
-  "$PY" render.py --field-dir "$OUT/field" --out "$OUT/render" --ovs3d-data "$SCENE"
+  "$PY" render.py --field-dir "$(query_dir "$OUT")" --out "$OUT/render" --ovs3d-data "$SCENE"
 fi
 if run eval; then
   "$PY" eval/ovs3d.py --renders "$OUT/render/ovs3d" --data "$(dirname "$SCENE")" \

@@ -8,8 +8,9 @@
 # Every stage skips its work when its artifact is current (the CLIs check the
 # manifests), so re-running resumes after a kill. --stage runs one stage alone.
 # Options by environment: SEED (0), SIZE (128), VIEWS (24), SIM_LEVEL (1),
-# METHOD (ccl_gated | ccl | no_pull_push | pull_only | push_only | autoencoder | raw, see scripts/_method.sh),
-# RGB_ITERS (1500), FIELD_ITERS (800).
+# METHOD (ccl_gated | ccl | no_pull_push | pull_only | push_only | autoencoder | raw | lerf, see
+# scripts/_method.sh), RGB_ITERS (1500), FIELD_ITERS (800), LERF_ITERS (the cpu preset's 2000).
+# METHOD=lerf runs generate -> lerf (targets from the CLIP / DINO oracles, NeRF) -> render -> eval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=outputs/demo
@@ -17,7 +18,7 @@ STAGE=all
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) STAGE=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $1" >&2; exit 2 ;;
     *) OUT=$1; shift ;;
   esac
@@ -41,23 +42,30 @@ if run generate; then
       --seed "$SEED" --path forward --sim.level "$SIM_LEVEL"
   fi
 fi
-if run preprocess; then
-  "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --mask-source precomputed \
-    --track-source precomputed --encoder oracle --oracle.scene-root "$SCENE" --merge.min-visible-area 10
-fi
-if run codebook; then
-  run_stage2 "$OUT/preprocess" "$OUT" --iterations 1000
-fi
-if run rgb; then
-  "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --iterations "$RGB_ITERS" --sh-degree 2 \
-    --sh-degree-interval 500 --densify.refine-start-iter 200 --densify.refine-stop-iter 1000
-fi
-if run field; then
-  "$PY" -m ccl_gs.field --supervision "$(supervision_dir "$OUT/preprocess" "$OUT")" --rgb-run "$OUT/rgb" --out "$OUT/field" \
-    --iterations "$FIELD_ITERS"
+if is_lerf; then
+  if run lerf; then
+    "$PY" -m ccl_gs.lerf --data "$SCENE" --out "$OUT/lerf" --preset cpu ${LERF_ITERS:+--iterations "$LERF_ITERS"} \
+      --target.clip-encoder oracle --target.dino-encoder oracle_dino --target.oracle.scene-root "$SCENE"
+  fi
+else
+  if run preprocess; then
+    "$PY" preprocess/run.py --data "$SCENE" --out "$OUT/preprocess" --mask-source precomputed \
+      --track-source precomputed --encoder oracle --oracle.scene-root "$SCENE" --merge.min-visible-area 10
+  fi
+  if run codebook; then
+    run_stage2 "$OUT/preprocess" "$OUT" --iterations 1000
+  fi
+  if run rgb; then
+    "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --iterations "$RGB_ITERS" --sh-degree 2 \
+      --sh-degree-interval 500 --densify.refine-start-iter 200 --densify.refine-stop-iter 1000
+  fi
+  if run field; then
+    "$PY" -m ccl_gs.field --supervision "$(supervision_dir "$OUT/preprocess" "$OUT")" --rgb-run "$OUT/rgb" --out "$OUT/field" \
+      --iterations "$FIELD_ITERS"
+  fi
 fi
 if run render; then
-  "$PY" render.py --field-dir "$OUT/field" --out "$OUT/render" --lerf-labels "$LABELS"
+  "$PY" render.py --field-dir "$(query_dir "$OUT")" --out "$OUT/render" --lerf-labels "$LABELS"
 fi
 if run eval; then
   "$PY" eval/lerf_ovs.py --renders "$OUT/render/lerf_ovs" --labels "$DATA/lerf_ovs/label" \
