@@ -31,8 +31,12 @@ has made the scenes and preprocessing) and merged afterwards.
 
 Methods: the registered codebook variants (``ccl``, ``no_pull_push``, ...;
 swept over ``--n``), ``autoencoder`` (LangSplat-style: 512 -> 3 latents,
-3-d Gaussian features per level) and ``raw`` (the preprocess features
-regressed directly, no codebook). Finished runs are reused (each stage's CLI
+3-d Gaussian features per level), ``raw`` (the preprocess features
+regressed directly, no codebook) and ``lerf`` (the LERF baseline, ``cpu``
+preset: its own NeRF with CLIP-pyramid / DINO targets from the oracles; it
+uses no masks or tracks, so a simulation level only sets the oracle noise of
+its CLIP tiles; its 3D selection is scored on its surface points, and its
+RGB PSNR is its NeRF's). Finished runs are reused (each stage's CLI
 skips work whose artifact is current).
 """
 
@@ -68,7 +72,7 @@ def sh(*args: str) -> None:
         raise SystemExit(f"failed: {' '.join(args)}\n{r.stderr[-2000:]}")
 
 
-BASELINES = ("autoencoder", "raw")
+BASELINES = ("autoencoder", "raw", "lerf")
 """Methods other than the codebook variants (no codebook size)."""
 
 
@@ -96,43 +100,71 @@ def stage2(method: str, n: int | None, seed: int, pre: Path, d: Path, args) -> P
 
 def selection_quality(field_dir: Path, scene_root: Path, labels_dir: Path) -> dict[str, float]:
     """Mean 3D-selection precision / recall over the labelled categories (see module docstring)."""
-    from ccl_gs.data import load_scene
-    from ccl_gs.data.synthetic.gt import GroundTruth
     from ccl_gs.field.language import LanguageField, encode_queries, select_gaussians
     from ccl_gs.field.render import make_encoder
     from ccl_gs.metrics.labels import load_scene_labels
 
     lf = LanguageField.load(field_dir)
-    enc = make_encoder(lf.encoder_spec)
-    scene = load_scene(scene_root)
-    gt = GroundTruth(scene_root)
+    cats = sorted({c for f in load_scene_labels(labels_dir) for c in f.categories})
+    q, c = encode_queries(make_encoder(lf.encoder_spec), cats)
+    rel = lf.gaussian_relevancy(q, "canonical", c)  # [L, Q, N]
+    selected = [select_gaussians(rel[:, qi]).cpu().numpy() for qi in range(len(cats))]
+    means = lf.params["means"].cpu().numpy().astype(np.float64)
+    opaque = torch.sigmoid(lf.params["opacities"]).cpu().numpy() > 0.1
+    return point_selection_quality(means, opaque, selected, cats, scene_root, labels_dir)
+
+
+def lerf_selection_quality(run_dir: Path, scene_root: Path, labels_dir: Path) -> dict[str, float]:
+    """The same measure on a LERF run's 3D relevancy: its surface points, each query at its searched scale."""
+    from ccl_gs.field.language import encode_queries, select_gaussians
+    from ccl_gs.field.render import make_encoder
+    from ccl_gs.lerf.query import LerfQueryModel
+    from ccl_gs.metrics.labels import load_scene_labels
+
+    model = LerfQueryModel(run_dir, torch.device("cpu"))
     frames = load_scene_labels(labels_dir)
     cats = sorted({c for f in frames for c in f.categories})
-    q, c = encode_queries(enc, cats)
-    rel = lf.gaussian_relevancy(q, "canonical", c)  # [L, Q, N]
-    means = lf.params["means"].cpu().numpy().astype(np.float64)
-    opac = torch.sigmoid(lf.params["opacities"]).cpu().numpy()
-    views = [f.image_index for f in frames]
-    inside = {k: np.zeros(len(means)) for k in cats}
-    seen = np.zeros(len(means))
+    q, c = encode_queries(make_encoder(model.encoder_spec), cats)
+    ds = model.dataset("all")
+    for f in frames:  # the scale search on the labelled views, as render.py does before the 3D export
+        model.relevancy_maps(model.render_view(ds[f.image_index]), q, "canonical", c)
+    pts, _ = model.surface_points()
+    rel = model.point_relevancy(pts, q, "canonical", c, model.query_scales(len(cats)))
+    selected = [select_gaussians(rel[qi : qi + 1]).numpy() for qi in range(len(cats))]
+    world = model.norm.to_world(pts.numpy().astype(np.float64))
+    return point_selection_quality(world, np.ones(len(world), bool), selected, cats, scene_root, labels_dir)
+
+
+def point_selection_quality(points: np.ndarray, valid: np.ndarray, selected: list[np.ndarray], cats: list[str],
+                            scene_root: Path, labels_dir: Path) -> dict[str, float]:
+    """Precision / recall of per-query selections of 3D points ``[N, 3]`` against the labelled views' masks."""
+    from ccl_gs.data import load_scene
+    from ccl_gs.data.synthetic.gt import GroundTruth
+    from ccl_gs.metrics.labels import load_scene_labels
+
+    scene = load_scene(scene_root)
+    gt = GroundTruth(scene_root)
+    views = [f.image_index for f in load_scene_labels(labels_dir)]
+    inside = {k: np.zeros(len(points)) for k in cats}
+    seen = np.zeros(len(points))
     for v in views:
         g = gt.view(v)
         cam = scene.cameras[v]
-        Xc = (scene.viewmats[v][:3, :3] @ means.T + scene.viewmats[v][:3, 3:4]).T
+        Xc = (scene.viewmats[v][:3, :3] @ points.T + scene.viewmats[v][:3, 3:4]).T
         z = Xc[:, 2]
         u = cam.fx * Xc[:, 0] / np.maximum(z, 1e-9) + cam.cx
         w = cam.fy * Xc[:, 1] / np.maximum(z, 1e-9) + cam.cy
         H, W = g["depth"].shape
         ok = (z > 0) & (u >= 0) & (u < W) & (w >= 0) & (w < H)
         ui, wi = np.clip(u.astype(int), 0, W - 1), np.clip(w.astype(int), 0, H - 1)
-        vis = ok & (np.abs(z - g["depth"][wi, ui]) < 0.05 * g["depth"][wi, ui]) & (opac > 0.1)
+        vis = ok & (np.abs(z - g["depth"][wi, ui]) < 0.05 * g["depth"][wi, ui]) & valid
         seen += vis
         for k in cats:
             cid = gt.classes.index(k) + 1
             inside[k] += vis & (g["class_id"][wi, ui] == cid)
     prec, rec = [], []
     for qi, k in enumerate(cats):
-        sel = select_gaussians(rel[:, qi]).cpu().numpy()
+        sel = selected[qi]
         frac = np.where(seen > 0, inside[k] / np.maximum(seen, 1), np.nan)
         s = sel & (seen > 0)
         if s.any():
@@ -144,6 +176,27 @@ def selection_quality(field_dir: Path, scene_root: Path, labels_dir: Path) -> di
         "selection_precision": float(np.mean(prec)) if prec else float("nan"),
         "selection_recall": float(np.mean(rec)) if rec else float("nan"),
     }
+
+
+def lerf_latency_256(run_dir: Path, queries: list[str], repeats: int = 2) -> float:
+    """Median ms of one 256x256 view of a LERF run with all queries: render, the 30-scale search, the second pass."""
+    from ccl_gs.field.language import encode_queries
+    from ccl_gs.field.render import make_encoder
+    from ccl_gs.lerf.query import LerfQueryModel
+
+    model = LerfQueryModel(run_dir, torch.device("cpu"))
+    item = dict(model.dataset("test")[0])
+    K = item["K"].clone()
+    K[0] *= 256 / int(item["width"])
+    K[1] *= 256 / int(item["height"])
+    item.update(K=K, width=256, height=256)
+    q, c = encode_queries(make_encoder(model.encoder_spec), queries)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.relevancy_maps(model.render_view(item), q, "canonical", c)
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
 
 
 def latency_256(field_dir: Path, queries: list[str], repeats: int = 5) -> float:
@@ -233,11 +286,19 @@ def main() -> int:
             for method, n, seed in runs(args.methods, args.n, args.seeds):
                 d = lvl_dir / (f"{method}_n{n}_seed{seed}" if n else f"{method}_seed{seed}")
                 t0 = time.perf_counter()
-                sup = stage2(method, n, seed, pre, d, args)
-                sh("-m", "ccl_gs.field", "--supervision", str(sup), "--rgb-run", str(rgb),
-                   "--out", str(d / "field"), "--iterations", str(args.field_iters), "--seed", str(seed),
-                   "--no-progress")
-                sh("render.py", "--field-dir", str(d / "field"), "--out", str(d / "render"), "--lerf-labels", str(labels))
+                if method == "lerf":  # its own NeRF; the level sets the oracle noise of its targets only
+                    sh("-m", "ccl_gs.lerf", "--data", str(scene), "--out", str(d / "lerf"), "--preset", "cpu",
+                       "--target.clip-encoder", "oracle", "--target.dino-encoder", "oracle_dino",
+                       "--target.oracle.scene-root", str(scene), "--target.oracle.noise", str(LEVELS[level]),
+                       "--seed", str(seed), "--no-progress")
+                    run_dir = d / "lerf"
+                else:
+                    sup = stage2(method, n, seed, pre, d, args)
+                    sh("-m", "ccl_gs.field", "--supervision", str(sup), "--rgb-run", str(rgb),
+                       "--out", str(d / "field"), "--iterations", str(args.field_iters), "--seed", str(seed),
+                       "--no-progress")
+                    run_dir = d / "field"
+                sh("render.py", "--field-dir", str(run_dir), "--out", str(d / "render"), "--lerf-labels", str(labels))
                 sh("eval/lerf_ovs.py", "--renders", str(d / "render" / "lerf_ovs"), "--labels", str(labels.parent),
                    "--scenes", name, "--out", str(d / "eval.json"))
                 ev = json.loads((d / "eval.json").read_text())["scenes"][name]
@@ -246,9 +307,11 @@ def main() -> int:
                     "scene": scene_seed, "seed": seed, "n_prototypes": n, "level": level,
                     "oracle_noise": LEVELS[level], "method": method,
                     "miou": ev["miou"], "loc_acc": ev["loc_acc"], "pairs": ev["n_pairs"],
-                    **selection_quality(d / "field", scene, labels),
+                    **(lerf_selection_quality if method == "lerf" else selection_quality)(run_dir, scene, labels),
                     "query_ms_per_view": 1000 * rj["seconds_per_view_all_queries"],
-                    "rgb_psnr": rgb_m["psnr"], "seconds": time.perf_counter() - t0,
+                    "rgb_psnr": (json.loads((run_dir / "metrics.json").read_text())["psnr"] if method == "lerf"
+                                 else rgb_m["psnr"]),
+                    "seconds": time.perf_counter() - t0,
                 }
                 rows.append(row)
                 print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
@@ -273,7 +336,7 @@ def main() -> int:
         d = (args.work / f"s{r['scene']}" / f"level{r['level']}"
              / (f"{method}_n{n}_seed{r['seed']}" if n else f"{method}_seed{r['seed']}"))
         cats = json.loads((d / "render" / "render.json").read_text())["queries"]
-        lat[method] = latency_256(d / "field", cats)
+        lat[method] = lerf_latency_256(d / "lerf", cats) if method == "lerf" else latency_256(d / "field", cats)
         print(f"query latency, {method}, one 256x256 view, {len(cats)} queries "
               f"(features + decode + relevancy): {lat[method]:.1f} ms")
     write_json(args.out,

@@ -9,7 +9,7 @@
 # manifests), so re-running resumes after a kill. --stage runs one stage alone.
 # Options by environment: SEED (0), SIZE (128), VIEWS (24), SIM_LEVEL (1),
 # METHOD (ccl_gated | ccl | no_pull_push | pull_only | push_only | autoencoder | raw | lerf, see
-# scripts/_method.sh), RGB_ITERS (1500), FIELD_ITERS (800), LERF_ITERS (the cpu preset's 2000).
+# scripts/_method.sh), RGB_ITERS (1500), FIELD_ITERS (800), LERF_ITERS (the cpu preset's 1500).
 # METHOD=lerf runs generate -> lerf (targets from the CLIP / DINO oracles, NeRF) -> render -> eval.
 set -euo pipefail
 cd "$(dirname "$0")/.."

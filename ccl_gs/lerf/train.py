@@ -96,15 +96,15 @@ def _preset_lite() -> LerfTrainConfig:
 
 def _preset_cpu() -> LerfTrainConfig:
     """Small sizes for CPU, chosen by measurement (``bench/bench_lerf.py``)."""
-    cfg = LerfTrainConfig(preset="cpu", iterations=2000, rays_per_batch=1024, checkpoint_every=250)
+    cfg = LerfTrainConfig(preset="cpu", iterations=1500, rays_per_batch=1024, checkpoint_every=250)
     cfg.model.nerf = NerfactoConfig(levels=12, max_res=512, log2_table=16, proposal_samples=[64, 32],
                                     proposal_max_res=[64, 128], proposal_log2_table=14, nerf_samples=24,
                                     proposal_warmup=1000, anneal_steps=500)
     cfg.model.language = LanguageFieldConfig(grid_levels=[8], grid_min_res=[16], grid_max_res=[128], log2_table=15,
                                              clip_hidden=128, clip_layers=2, dino_hidden=128)
     cfg.model.lerf_samples = 8
-    cfg.optim.fields_decay_steps = 2000
-    cfg.optim.lerf_decay_steps = 2000
+    cfg.optim.fields_decay_steps = 1500
+    cfg.optim.lerf_decay_steps = 1500
     return cfg
 
 
