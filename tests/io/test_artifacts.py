@@ -39,3 +39,23 @@ def test_check_out_file(tmp_path):
         check_out_file(f"{tmp_path}/new/")
     with pytest.raises(ArtifactError, match="f is a file, not a folder"):
         check_out_file(tmp_path / "f" / "r.json")
+
+
+def test_atomic_writes_respect_the_umask(tmp_path):
+    """Files renamed from a temporary file get 0666 minus the umask, as open() would give, not mkstemp's 0600."""
+    import os
+    import stat
+
+    from ccl_gs.io.artifacts import atomic_write_text, save_npz_atomic
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        save_npz_atomic(tmp_path / "b.npz", x=np.zeros(2))
+        assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+        assert stat.S_IMODE((tmp_path / "b.npz").stat().st_mode) == 0o644
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "c.json", "{}")
+        assert stat.S_IMODE((tmp_path / "c.json").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
