@@ -28,6 +28,14 @@ same closed-set argmax.
 The relevancy form is chosen by name (``canonical`` = LERF's pairwise
 softmax against "object", "things", "stuff", "texture"; ``softmax`` = over
 the query set, CCL-LGS's) and computed by :func:`ccl_gs.query.relevancy`.
+
+The rules of the outputs are shared with the interactive viewer
+(:mod:`ccl_gs.viewer`): :func:`peak_level` (the "auto" level),
+:func:`query_mask` (the mask PNGs), :func:`selection_masks` (where the PLY
+selection lies in a view: the selected Gaussians rendered, or the 2D mask for
+runs without per-Gaussian selections); :class:`RGBRunModel` gives an RGB-only
+``train.py`` run the rendering half of :class:`QueryModel`
+(:func:`load_viewable_run` loads either).
 """
 
 from __future__ import annotations
@@ -271,10 +279,10 @@ def load_query_model(folder: str | Path, device: torch.device, cfg: RenderConfig
 
 @dataclass
 class GaussianView:
-    """A rendered view of a Gaussian field."""
+    """A rendered view of Gaussians (a semantic field, or an RGB-only run without features)."""
 
     item: dict[str, Any]
-    features: Tensor  # [H, W, d_f]
+    features: Tensor | None  # [H, W, d_f]; None for an RGB-only run
     rgb: np.ndarray  # [H, W, 3] uint8
 
 
@@ -302,6 +310,7 @@ class GaussianQueryModel:
         feats = self.lf.params["features"]
         self._mean, self._axes = feature_colors(feats)
         self._scale = 2 * ((feats - self._mean) @ self._axes).std(0).clamp_min(1e-6)
+        self._selection: tuple[tuple, Tensor] | None = None
 
     def dataset(self, split: str):
         from ccl_gs.splat.trainer import make_dataset
@@ -312,15 +321,7 @@ class GaussianQueryModel:
         self.lf.check_encoder(encoder)
 
     def render_view(self, item: dict[str, Any]) -> GaussianView:
-        from ccl_gs.splat.gaussians import render_rgb
-
-        dev = self.device
-        bg = torch.ones(3, device=dev) if self.scene.white_background else torch.zeros(3, device=dev)
-        colors, _, _ = render_rgb(
-            self.lf.params, item["viewmat"][None].to(dev), item["K"][None].to(dev),
-            int(item["width"]), int(item["height"]), sh_degree=self.rgb_cfg.sh_degree, background=bg,
-        )
-        rgb = (colors[0, ..., :3].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        rgb = render_gaussian_rgb(self.lf.params, item, self.rgb_cfg.sh_degree, self.scene.white_background, self.device)
         return GaussianView(item, self.lf.render_features(item), rgb)
 
     def relevancy_maps(self, view: GaussianView, query_emb: Tensor, kind: str, canonical_emb: Tensor | None) -> Tensor:
@@ -332,12 +333,34 @@ class GaussianQueryModel:
     def feature_basis(self, view: GaussianView) -> tuple[Tensor, Tensor, Tensor]:
         return self._mean, self._axes, self._scale
 
+    def selected(self, query_emb: Tensor, kind: str, canonical_emb: Tensor | None, threshold: float) -> Tensor:
+        """``[Q, N]`` bool: the Gaussians each query selects (:func:`select_gaussians`, the level of highest peak).
+
+        The last answer is kept, so a viewer asking every frame with the same
+        queries and threshold pays for the per-Gaussian relevancy once.
+        """
+        key = (kind, float(threshold), _tensor_key(query_emb), _tensor_key(canonical_emb))
+        if self._selection is None or self._selection[0] != key:
+            g_rel = self.lf.gaussian_relevancy(query_emb, kind, canonical_emb)  # [L, Q, N]
+            keep = torch.stack([select_gaussians(g_rel[:, qi], threshold) for qi in range(g_rel.shape[1])])
+            self._selection = (key, keep)
+        return self._selection[1]
+
+    def selection_maps(self, view: GaussianView, query_emb: Tensor, kind: str, canonical_emb: Tensor | None,
+                       threshold: float) -> Tensor:
+        """``[Q, H, W]`` opacity of the Gaussians each query selects, rendered in the view (what the PLY holds)."""
+        from ccl_gs.field.train import render_features
+
+        keep = self.selected(query_emb, kind, canonical_emb, threshold)  # [Q, N]
+        shown = {**self.lf.params, "features": keep.T.float().contiguous()}
+        return render_features(shown, view.item, self.device).permute(2, 0, 1)
+
     def write_selections(self, out: Path, queries: list[str], slugs: list[str], query_emb: Tensor, kind: str,
                          canonical_emb: Tensor | None, threshold: float) -> dict[str, int]:
-        g_rel = self.lf.gaussian_relevancy(query_emb, kind, canonical_emb)  # [L, Q, N]
+        keep_all = self.selected(query_emb, kind, canonical_emb, threshold)
         counts = {}
         for qi, (q, slug) in enumerate(zip(queries, slugs)):
-            keep = select_gaussians(g_rel[:, qi], threshold)
+            keep = keep_all[qi]
             counts[q] = int(keep.sum())
             if keep.any():
                 export_field_ply(out / f"{slug}.ply", self.lf.params, self.lf.head, keep=keep)
@@ -345,6 +368,112 @@ class GaussianQueryModel:
 
 
 register_run_kind("semantic_field", lambda d: (d / "field.pt").is_file())(lambda folder, device, cfg=None: GaussianQueryModel(folder, device))
+
+
+def _tensor_key(t: Tensor | None) -> tuple | None:
+    """A hashable fingerprint of a small tensor's values (query embeddings), for one-entry caches."""
+    if t is None:
+        return None
+    return (tuple(t.shape), str(t.dtype), hash(t.detach().cpu().contiguous().numpy().tobytes()))
+
+
+def render_gaussian_rgb(params, item: dict[str, Any], sh_degree: int, white_background: bool,
+                        device: torch.device) -> np.ndarray:
+    """The colour of Gaussians (raw parameters) in one view: ``[H, W, 3]`` uint8."""
+    from ccl_gs.splat.gaussians import render_rgb
+
+    bg = torch.ones(3, device=device) if white_background else torch.zeros(3, device=device)
+    colors, _, _ = render_rgb(
+        params, item["viewmat"][None].to(device), item["K"][None].to(device),
+        int(item["width"]), int(item["height"]), sh_degree=sh_degree, background=bg,
+    )
+    return (colors[0, ..., :3].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+class RGBRunModel:
+    """An RGB-only Gaussian run of ``train.py`` behind the rendering half of :class:`QueryModel`.
+
+    It has no language: ``n_levels`` is 0, ``encoder_spec`` is empty, and the
+    query methods raise :class:`QueryError`. Views carry ``features = None``.
+    """
+
+    n_levels = 0
+
+    def __init__(self, folder: Path, device: torch.device) -> None:
+        from ccl_gs.io.ply import read_gaussians_ply
+        from ccl_gs.splat.trainer import config_from_json, load_run_scene
+
+        self.encoder_spec: dict[str, Any] = {}
+        folder = Path(folder)
+        if not (folder / "point_cloud.ply").is_file() or not (folder / "config.json").is_file():
+            raise QueryError(f"no finished RGB run at {folder} (expected point_cloud.ply and config.json of train.py)")
+        self.device = device
+        self.rgb_cfg = config_from_json(folder / "config.json")
+        ply = read_gaussians_ply(folder / "point_cloud.ply")
+        self.sh_degree = ply.sh_degree
+        t = ply.to_tensors()
+        shN = t["shN"] if t["shN"] is not None else torch.zeros(len(ply), 0, 3)
+        params = {"means": t["means"], "quats": t["quats"], "scales": t["log_scales"],
+                  "opacities": t["opacity_logits"], "sh0": t["sh0"], "shN": shN}
+        self.params = {k: v.float().to(device) for k, v in params.items()}
+        self.scene = load_run_scene(self.rgb_cfg)
+        self.test_every = self.rgb_cfg.test_every
+
+    def dataset(self, split: str):
+        from ccl_gs.splat.trainer import make_dataset
+
+        return make_dataset(self.rgb_cfg, self.scene, split, self.device)
+
+    def _no_language(self, *args, **kwargs):
+        raise QueryError("an RGB-only run has no language field: train a semantic field (python -m ccl_gs.field)")
+
+    check_encoder = relevancy_maps = cosine_maps = feature_basis = write_selections = _no_language
+
+    def render_view(self, item: dict[str, Any]) -> GaussianView:
+        rgb = render_gaussian_rgb(self.params, item, self.sh_degree, self.scene.white_background, self.device)
+        return GaussianView(item, None, rgb)
+
+
+def load_viewable_run(field_dir: str | Path | None, run: str | Path | None, device: torch.device,
+                      cfg: RenderConfig | None = None):
+    """A trained run with language (``field_dir``, any registered kind) or an RGB-only run (``run``).
+
+    Exactly one of the two must be given; errors are one-line :class:`QueryError` / ``ArtifactError``.
+    """
+    if (field_dir is None) == (run is None):
+        raise QueryError("give exactly one of --field-dir (a trained semantic field or LERF run) and --run (an RGB run)")
+    if field_dir is not None:
+        return load_query_model(field_dir, device, cfg)
+    if not Path(run).is_dir():
+        raise QueryError(f"no RGB run at {run}: train one first (python train.py --data SCENE --out {run})")
+    return RGBRunModel(Path(run), device)
+
+
+def peak_level(rel: Tensor) -> int:
+    """The level whose map peaks highest: ``rel [L, H, W]`` (one query) -> level index (render.py's "auto")."""
+    return int(rel.flatten(1).max(1).values.argmax())
+
+
+def query_mask(rel: Tensor, threshold: float, level: int | None = None) -> Tensor:
+    """The mask of one query: ``rel [L, H, W]`` -> ``[H, W]`` bool, normalized relevancy > threshold at ``level``
+    (None: :func:`peak_level`), the rule of render.py's mask PNGs and of the LERF-OVS protocol."""
+    lv = peak_level(rel) if level is None else level
+    return normalized_relevancy(rel[lv]) > threshold
+
+
+def selection_masks(model: QueryModel, view: Any, rel: Tensor, query_emb: Tensor, kind: str,
+                    canonical_emb: Tensor | None, threshold: float) -> Tensor:
+    """Where each query's selection shows in a rendered view: ``[Q, H, W]`` bool.
+
+    Runs that select Gaussians (``selection_maps``, semantic fields) render the
+    opacity of exactly the Gaussians the PLY export writes, shown where it
+    exceeds 0.5; other runs (LERF, whose export holds surface points) show the
+    2D mask rule (:func:`query_mask`) on ``rel [L, Q, H, W]``.
+    """
+    render_sel = getattr(model, "selection_maps", None)
+    if render_sel is not None:
+        return render_sel(view, query_emb, kind, canonical_emb, threshold).to(rel.device) > 0.5
+    return torch.stack([query_mask(rel[:, qi], threshold) for qi in range(rel.shape[1])])
 
 
 @torch.no_grad()
@@ -392,10 +521,9 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
             _save_png(out / "rgb" / f"{stem}.png", rgb)
             _save_png(out / "features" / f"{stem}.png", features_png(view.features, *model.feature_basis(view)))
             for qi, slug in enumerate(slugs):
-                lv = int(rel[:, qi].flatten(1).max(1).values.argmax())
-                r = rel_np[lv, qi]
-                _save_png(out / "heatmap" / stem / f"{slug}.png", heatmap_over(rgb, r))
-                m = normalized_relevancy(torch.from_numpy(r)).numpy() > cfg.threshold
+                lv = peak_level(rel[:, qi])
+                _save_png(out / "heatmap" / stem / f"{slug}.png", heatmap_over(rgb, rel_np[lv, qi]))
+                m = query_mask(rel[:, qi].float().cpu(), cfg.threshold, lv).numpy()
                 _save_png(out / "mask" / stem / f"{slug}.png", (m * 255).astype(np.uint8))
     selections = {}
     if cfg.write_selection:
