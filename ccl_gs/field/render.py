@@ -279,11 +279,24 @@ def load_query_model(folder: str | Path, device: torch.device, cfg: RenderConfig
 
 @dataclass
 class GaussianView:
-    """A rendered view of Gaussians (a semantic field, or an RGB-only run without features)."""
+    """A rendered view of Gaussians (a semantic field, or an RGB-only run without features).
+
+    The language features are rasterized on first use (a frame that shows
+    only the colour does not pay for them).
+    """
 
     item: dict[str, Any]
-    features: Tensor | None  # [H, W, d_f]; None for an RGB-only run
     rgb: np.ndarray  # [H, W, 3] uint8
+    render_features: Callable[[dict[str, Any]], Tensor] | None = None
+    """Rasterizes the features of ``item``; None for an RGB-only run."""
+    _features: Tensor | None = None
+
+    @property
+    def features(self) -> Tensor | None:
+        """``[H, W, d_f]`` rendered language features (None for an RGB-only run)."""
+        if self._features is None and self.render_features is not None:
+            self._features = self.render_features(self.item)
+        return self._features
 
 
 class GaussianQueryModel:
@@ -322,7 +335,7 @@ class GaussianQueryModel:
 
     def render_view(self, item: dict[str, Any]) -> GaussianView:
         rgb = render_gaussian_rgb(self.lf.params, item, self.rgb_cfg.sh_degree, self.scene.white_background, self.device)
-        return GaussianView(item, self.lf.render_features(item), rgb)
+        return GaussianView(item, rgb, self.lf.render_features)
 
     def relevancy_maps(self, view: GaussianView, query_emb: Tensor, kind: str, canonical_emb: Tensor | None) -> Tensor:
         return self.lf.relevancy_maps(view.item, query_emb, kind, canonical_emb, feats=view.features)
@@ -431,7 +444,7 @@ class RGBRunModel:
 
     def render_view(self, item: dict[str, Any]) -> GaussianView:
         rgb = render_gaussian_rgb(self.params, item, self.sh_degree, self.scene.white_background, self.device)
-        return GaussianView(item, None, rgb)
+        return GaussianView(item, rgb)
 
 
 def load_viewable_run(field_dir: str | Path | None, run: str | Path | None, device: torch.device,
