@@ -269,14 +269,17 @@ def main() -> int:
             sh("-m", "ccl_gs.data.synthetic", "--out", str(data), "--layout", "lerf", "--size", str(args.size),
                "--views", "24", "--seed", str(scene_seed), "--path", "forward", "--no-simulate")
         rgb = args.work / f"s{scene_seed}" / "rgb"
-        sh("train.py", "--data", str(scene), "--out", str(rgb), "--iterations", str(args.rgb_iters), "--sh-degree", "2",
-           "--sh-degree-interval", "500", "--densify.refine-start-iter", "200", "--densify.refine-stop-iter", "1000",
-           "--no-progress")
-        rgb_m = json.loads((rgb / "metrics.json").read_text())
+        gaussians = any(m != "lerf" for m in args.methods)  # LERF trains its own NeRF and reads no preprocessing
+        rgb_m = {"psnr": None}
+        if gaussians:
+            sh("train.py", "--data", str(scene), "--out", str(rgb), "--iterations", str(args.rgb_iters), "--sh-degree", "2",
+               "--sh-degree-interval", "500", "--densify.refine-start-iter", "200", "--densify.refine-stop-iter", "1000",
+               "--no-progress")
+            rgb_m = json.loads((rgb / "metrics.json").read_text())
         for level in args.levels:
             lvl_dir = args.work / f"s{scene_seed}" / f"level{level}"
             pre = lvl_dir / "preprocess"
-            if not (pre / "manifest.json").exists():
+            if gaussians and not (pre / "manifest.json").exists():
                 sh("-c", "import sys; from ccl_gs.data.synthetic.simulate import SimConfig, write_simulation; "
                    f"write_simulation(sys.argv[1], SimConfig(level={level}))", str(scene))
                 sh("preprocess/run.py", "--data", str(scene), "--out", str(pre), "--mask-source", "precomputed",
