@@ -247,3 +247,36 @@ def test_a_taken_port_is_refused(tiny_field):
                             "--port", str(port)], cwd=REPO, capture_output=True, text=True, timeout=300,
                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 2 and f"port {port}" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_jumping_to_a_training_camera_moves_the_page_there(browser, tiny_field):
+    """What a click on a frustum does: the browser's camera takes the training camera's pose and field of view."""
+    import torch
+
+    from ccl_gs.viewer.camera import viewmat_from_pose
+    from ccl_gs.viewer.server import ViewerConfig, load_model, start
+
+    cfg = ViewerConfig(field_dir=tiny_field["field"])
+    viewer, url = start(cfg, load_model(cfg, torch.device("cpu")))
+    try:
+        assert len(viewer.frustums) == len(viewer.cameras) == 7
+        browser.get(url)
+        _wait_for(browser, lambda t: "frame " in t, "a frame")
+        (client,) = viewer.server.get_clients().values()
+        reported = []
+        client.camera.on_update(lambda cam: reported.append((cam.wxyz.copy(), cam.position.copy(), cam.fov)))
+        k = len(viewer.cameras) - 1
+        target = viewer.cameras[k].pose
+        viewer.jump(client, k)
+        want = viewmat_from_pose(target.wxyz, target.position)
+
+        def arrived() -> bool:
+            return any(np.allclose(viewmat_from_pose(w, p), want, atol=1e-3) and abs(f - target.fov_y) < 1e-3
+                       for w, p, f in list(reported))
+
+        end = time.monotonic() + 30
+        while not arrived() and time.monotonic() < end:
+            time.sleep(0.2)
+        assert arrived(), f"the browser reported {reported[-1:]} instead of {want}"
+    finally:
+        viewer.close()
