@@ -90,3 +90,30 @@ def test_clear_errors(root):
         enc.encode_masks(torch.zeros(48, 48, 3), torch.zeros(1, 48, 48, dtype=torch.bool))
     with pytest.raises(ValueError, match="scene_root"):
         OracleEncoder().encode_masks(torch.zeros(48, 48, 3), torch.zeros(1, 48, 48, dtype=torch.bool), view=0)
+
+
+def test_tiles_are_the_class_mix_under_them(tmp_path):
+    """The CLIP oracle on a square tile (no mask): the area-weighted classes of the tile's pixels inside the image."""
+    import numpy as np
+
+    from ccl_gs.data.synthetic import OutputConfig, SyntheticConfig, generate
+    from ccl_gs.encoders import build_encoder
+
+    (scene,) = generate(SyntheticConfig(seed=1, size=32, views=2, supersample=1),
+                        OutputConfig(out=tmp_path, layout="lerf", points=0, simulate=False))
+    enc = build_encoder("oracle", scene_root=scene)
+    img = torch.zeros(32, 32, 3)
+    boxes = torch.tensor([[-4, -4, 12, 12], [10, 5, 26, 21]])
+    tiles = enc.encode_tiles(img, boxes, view=1)
+    masks = torch.zeros(2, 32, 32, dtype=torch.bool)
+    masks[0, :12, :12] = True
+    masks[1, 10:26, 5:21] = True
+    assert torch.allclose(tiles, enc.encode_masks(img, masks, view=1))
+    dino = build_encoder("oracle_dino", scene_root=scene, dim=8, stride=4, noise=0.0)
+    f = dino.encode_image(img, view=1)
+    assert f.shape == (8, 8, 8)
+    inst = enc.ground_truth.view(1)["instance"][2::4, 2::4]
+    # cells of one instance and part share one feature; different instances differ
+    same = np.equal(inst[:, :, None, None], inst[None, None])
+    d = torch.cdist(f.view(-1, 8), f.view(-1, 8)).view(8, 8, 8, 8).numpy()
+    assert (d[~same] > 1e-3).all()
