@@ -243,10 +243,14 @@ def main() -> int:
     ap.add_argument("--rgb-iters", type=int, default=1500)
     ap.add_argument("--field-iters", type=int, default=600)
     ap.add_argument("--codebook-iters", type=int, default=600)
+    ap.add_argument("--lerf-threads", type=int, default=0,
+                    help="CPU threads of each LERF run (0 = all cores; 1 lets two benchmark processes share 2 cores)")
     ap.add_argument("--merge", type=Path, nargs="*", default=None,
                     help="no runs: merge the rows of these result files (runs split over processes), "
                          "summarize, and measure the 256x256 latency on this machine")
     ap.add_argument("--no-latency", dest="latency", action="store_false", help="skip the 256x256 latency")
+    ap.add_argument("--lerf-threads", type=int, default=0,
+                    help="CPU threads of each LERF run (0 = all cores; 1 lets two benchmark processes share 2 cores)")
     args = ap.parse_args()
     rows = []
     if args.merge is not None:
@@ -293,7 +297,7 @@ def main() -> int:
                     sh("-m", "ccl_gs.lerf", "--data", str(scene), "--out", str(d / "lerf"), "--preset", "cpu",
                        "--target.clip-encoder", "oracle", "--target.dino-encoder", "oracle_dino",
                        "--target.oracle.scene-root", str(scene), "--target.oracle.noise", str(LEVELS[level]),
-                       "--seed", str(seed), "--no-progress")
+                       "--seed", str(seed), "--threads", str(args.lerf_threads), "--no-progress")
                     run_dir = d / "lerf"
                 else:
                     sup = stage2(method, n, seed, pre, d, args)
