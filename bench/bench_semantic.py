@@ -249,8 +249,6 @@ def main() -> int:
                     help="no runs: merge the rows of these result files (runs split over processes), "
                          "summarize, and measure the 256x256 latency on this machine")
     ap.add_argument("--no-latency", dest="latency", action="store_false", help="skip the 256x256 latency")
-    ap.add_argument("--lerf-threads", type=int, default=0,
-                    help="CPU threads of each LERF run (0 = all cores; 1 lets two benchmark processes share 2 cores)")
     args = ap.parse_args()
     rows = []
     if args.merge is not None:
