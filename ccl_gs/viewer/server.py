@@ -228,6 +228,8 @@ class ClientLoop:
             self.viewer.set_status(f"error: {e}")
             return
         self._side, self._seconds = side, frame.seconds
+        if self._stop.is_set():  # the page closed while the frame rendered
+            return
         self.client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=self.cfg.jpeg_quality)
         self.viewer.report(frame)
 
@@ -349,6 +351,7 @@ class Viewer:
         self.redraw()
 
     def _export(self, event) -> None:
+        self.export_info.content = f"writing into {self.cfg.selection_dir()} ..."
         try:
             with self._lock:
                 res = export_selection(self.model, self.encoder, self.state, self.cfg.selection_dir())
