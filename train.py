@@ -6,7 +6,8 @@
 writes ``<out>/point_cloud.ply`` (standard 3DGS layout), ``<out>/metrics.json``
 (held-out PSNR / SSIM, Gaussian count, iterations, seconds), the resolved
 ``<out>/config.json`` and resumable checkpoints in ``<out>/ckpt/``. Re-running
-the same command resumes a killed run, or reuses a finished one.
+the same command resumes a killed run, or reuses a finished one. Ctrl-C saves
+a checkpoint of the current step and exits with status 130.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import sys
 
 from ccl_gs.config import add_arguments, from_args
+from ccl_gs.interrupt import report as report_interrupt
 from ccl_gs.splat.trainer import RGBTrainConfig, run
 
 
@@ -24,10 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     try:
         metrics = run(from_args(RGBTrainConfig, ns, base=RGBTrainConfig()))
+    except KeyboardInterrupt as e:
+        return report_interrupt(e)
     except (ValueError, RuntimeError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    tag = " (reused finished run)" if metrics.get("reused") else ""
+    if metrics.get("reused"):
+        tag = " (reused finished run)"
+    else:
+        tag = f" (resumed from step {metrics['resumed_from_step']})" if metrics.get("resumed_from_step") else ""
     held_out = (
         "no held-out views" if metrics["psnr"] is None
         else f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}"

@@ -16,8 +16,9 @@ Several GPUs / machines: compute the tracks once, then one shard each, then veri
     python preprocess/run.py --data SCENE --out OUT --steps verify
 
 Re-running resumes: complete images are kept, missing or damaged ones are
-redone. A folder made with another config is refused (the error names the
-differing keys) unless --overwrite is given. See ``ccl_gs.preprocess``.
+redone; Ctrl-C keeps the images finished so far and exits with status 130. A
+folder made with another config is refused (the error names the differing
+keys) unless --overwrite is given. See ``ccl_gs.preprocess``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from ccl_gs.config import add_arguments, from_args
 from ccl_gs.data.scene import SceneError
+from ccl_gs.interrupt import report as report_interrupt
 from ccl_gs.io.artifacts import ArtifactError
 from ccl_gs.preprocess import PreprocessConfig, PreprocessError, RunOptions, run_preprocess
 
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = from_args(RunOptions, args, base=RunOptions())
     try:
         result = run_preprocess(args.data, args.out, cfg, opts)
+    except KeyboardInterrupt as e:
+        return report_interrupt(e)
     except (PreprocessError, ArtifactError, SceneError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

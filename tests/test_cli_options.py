@@ -46,6 +46,8 @@ CLIS: dict[str, list[str]] = {
     "field": ["-m", "ccl_gs.field"],
     "synthetic": ["-m", "ccl_gs.data.synthetic"],
     "readers": ["-m", "ccl_gs.data.readers"],
+    "lerf": ["-m", "ccl_gs.lerf"],
+    "lerf_targets": ["-m", "ccl_gs.lerf.targets"],
 }
 """How each CLI is started (``python <args>`` in the repository root)."""
 
@@ -105,6 +107,7 @@ CASES: list[Case] = [
     refuse("codebook", "--preprocessed", "{pre}", "--out", "{file}", pattern=r"{file} is an existing file"),
     # stage 3
     refuse("field", "--out", "{tmp}/f", "--iterations", "-4", pattern=r"--iterations must be >= 1, got -4"),
+    refuse("field", "--out", "{tmp}/f", "--checkpoint-every", "0", pattern=r"--checkpoint-every must be >= 1, got 0"),
     refuse("field", "--out", "{file}", "--supervision", "{pre}", pattern=r"{file} is an existing file"),
     # synthetic data
     refuse("synthetic", "--out", "{file}", "--size", "32", "--views", "4", pattern=r"{file} is an existing file"),
@@ -114,6 +117,21 @@ CASES: list[Case] = [
     refuse("readers", "{blender_mixed}", pattern=r"r_1\.png: no alpha channel, while 2 of 3 frames have one"),
     refuse("readers", "{scene}", "--test-every", "-1", pattern=r"--test-every must be >= 0"),
     refuse("readers", "{scene}", "--format", "foo", pattern=r"unknown scene format 'foo'"),
+    # LERF: targets and training
+    accept("lerf_targets", "--data", "{scene}", "--out", "{tmp}/lt", "--clip-encoder", "oracle", "--dino-encoder",
+           "oracle_dino", "--oracle-dino.dim", "4", "--no-progress", pattern=r"lerf targets: 3 views \(3 computed now\), complete"),
+    refuse("lerf_targets", "--data", "{scene}", "--out", "{tmp}/lt2", "--clip-encoder", "bogus",
+           pattern=r"unknown --clip-encoder 'bogus' \(known: open_clip, oracle\)"),
+    refuse("lerf_targets", "--data", "{scene}", "--out", "{tmp}/lt3", "--shard", "3/2", pattern=r"--shard 3/2: need 0 <= i < n"),
+    refuse("lerf_targets", "--data", "{scene}", "--out", "{file}", "--clip-encoder", "oracle",
+           pattern=r"{file} is an existing file"),
+    refuse("lerf", "--data", "{scene}", "--out", "{tmp}/l", "--preset", "foo",
+           pattern=r"unknown --preset 'foo' \(known: lerf, lerf-lite, cpu\)"),
+    refuse("lerf", "--data", "{scene}", "--out", "{tmp}/l", "--iterations", "0", pattern=r"--iterations must be >= 1, got 0"),
+    refuse("lerf", "--data", "{scene}", "--out", "{file}", pattern=r"{file} is an existing file"),
+    # render.py
+    refuse("render", "--field-dir", "{tmp}/nothing", "--out", "{tmp}/r", "--queries", "x", pattern=r"no trained run at"),
+    refuse("render", "--field-dir", "{tmp}", "--out", "{file}", "--queries", "x", pattern=r"{file} is an existing file"),
     # evaluation (an accepted --out lets the run go on to the renders, missing here)
     accept("lerf_ovs", *LERF, "--out", "{tmp}/r.json", rc=2, pattern=r"missing render folder"),
     refuse("lerf_ovs", *LERF, "--out", "{tmp}", pattern=r"{tmp} names a folder"),

@@ -6,6 +6,8 @@
 Every :class:`~ccl_gs.codebook.config.CodebookConfig` field is a flag; the
 variant gives the defaults the flags override. Exits 1 with a one-line
 message on a user error (missing/corrupt/stale input, bad flag value).
+Ctrl-C saves a checkpoint of the current step and exits 130; the same
+command resumes from it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from ccl_gs.codebook.config import CODEBOOK_VARIANTS, CodebookConfig
 from ccl_gs.codebook.train import train_codebook
 from ccl_gs.config import add_arguments, from_args
+from ccl_gs.interrupt import report as report_interrupt
 from ccl_gs.io.artifacts import ArtifactError
 
 
@@ -46,11 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = from_args(CodebookConfig, ns, base=CODEBOOK_VARIANTS[opts["variant"]])
         res = train_codebook(opts["preprocessed"], cfg, opts["out"], device=opts["device"], progress=not opts["quiet"])
+    except KeyboardInterrupt as e:
+        return report_interrupt(e)
     except (ArtifactError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     ex = res.manifest.extra
     state = "up to date, skipped" if res.skipped else "written"
+    if res.resumed_from:
+        state += f" (resumed from step {res.resumed_from})"
     print(
         f"codebook {state}: {res.out_dir}  used prototypes {ex.get('used_prototypes')}/{ex.get('n_prototypes')}  "
         f"final losses {{{', '.join(f'{k}: {_fmt(v)}' for k, v in ex.get('final_losses', {}).items())}}}"

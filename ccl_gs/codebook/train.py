@@ -39,8 +39,9 @@ Artifact folder (``out_dir``):
   dim, counts and final losses. Written last: a folder with a manifest is
   complete.
 * ``checkpoint.pt`` while training (prototypes, Adam state, step, RNG state,
-  log), removed when the artifact is complete. A killed run resumes from it
-  and ends with the same result as an uninterrupted run (CPU, same seed).
+  log), written every ``checkpoint_every`` steps and on Ctrl-C, removed when
+  the artifact is complete. A killed or interrupted run resumes from it and
+  ends with the same result as an uninterrupted run (CPU, same seed).
 
 A re-run whose config and inputs match the manifest is skipped; a changed
 config or changed input files are detected by the fingerprint and redone.
@@ -66,6 +67,7 @@ from ccl_gs.codebook.losses import assign, codebook_loss, normalize
 from ccl_gs.codebook.pairs import PairSampler
 from ccl_gs.codebook.quality import cross_view_consistency
 from ccl_gs.config import from_dict, to_dict
+from ccl_gs.interrupt import checkpoint_line, save_on_interrupt
 from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, load_npz, reusable_manifest, save_npz_atomic
 from ccl_gs.masks.types import LEVELS
 from ccl_gs.runtime import device_for_run
@@ -98,6 +100,8 @@ class CodebookResult:
     manifest: Manifest
     skipped: bool = False
     """True when an up-to-date artifact was found and nothing was trained."""
+    resumed_from: int = 0
+    """The checkpoint step this run's training continued from (0: trained from the start)."""
 
     @property
     def n_used(self) -> list[int]:
@@ -406,6 +410,8 @@ def train_codebook(
         already existed.
     Raises:
         ArtifactError: unreadable inputs (the message names the file).
+        ccl_gs.interrupt.Interrupted: Ctrl-C; the checkpoint of the last whole
+            step was saved first, and the same call resumes from it.
     """
     out_dir = Path(out_dir)
     inp = inputs if isinstance(inputs, PreprocessedInput) else load_preprocessed(inputs)
@@ -422,6 +428,12 @@ def train_codebook(
     ckpt = out_dir / CHECKPOINT_FILE
     if not _try_resume(ckpt, trainer, fingerprint) and cfg.reseed_every:
         trainer.count_and_reseed(reseed=False)  # dead prototypes right after init
+    resumed_from = trainer.step
+
+    def save_interrupted() -> str:
+        _save_checkpoint(ckpt, trainer, fingerprint)
+        return checkpoint_line(trainer.step, ckpt)
+
     reseed_stop = math.floor(cfg.reseed_until * cfg.iterations)
     bar = None
     if progress:
@@ -430,22 +442,24 @@ def train_codebook(
         bar = tqdm(total=cfg.iterations, initial=trainer.step, desc="codebook", dynamic_ncols=True)
     used = trainer.usage_log[-1]["used"] if trainer.usage_log else None
     try:
-        while trainer.step < cfg.iterations:
-            losses = trainer.train_step()
-            s = trainer.step
-            if cfg.reseed_every and s % cfg.reseed_every == 0:
-                used = trainer.count_and_reseed(reseed=s <= reseed_stop and s < cfg.iterations)["used"]
-            if cfg.checkpoint_every and s % cfg.checkpoint_every == 0 and s < cfg.iterations:
-                _save_checkpoint(ckpt, trainer, fingerprint)
-            if bar is not None:
-                bar.update(1)
-                if s % 10 == 0 or s == cfg.iterations:
-                    post = {k: f"{losses[k]:.4f}" for k in ("l_max", "l_pull", "l_push")}
-                    if used is not None:
-                        post["used"] = "/".join(str(u) for u in used)
-                    bar.set_postfix(post, refresh=False)
-            if on_step is not None:
-                on_step(s, losses)
+        with save_on_interrupt(save_interrupted) as guard:
+            while trainer.step < cfg.iterations:
+                losses = trainer.train_step()
+                s = trainer.step
+                if cfg.reseed_every and s % cfg.reseed_every == 0:
+                    used = trainer.count_and_reseed(reseed=s <= reseed_stop and s < cfg.iterations)["used"]
+                if cfg.checkpoint_every and s % cfg.checkpoint_every == 0 and s < cfg.iterations:
+                    _save_checkpoint(ckpt, trainer, fingerprint)
+                if bar is not None:
+                    bar.update(1)
+                    if s % 10 == 0 or s == cfg.iterations:
+                        post = {k: f"{losses[k]:.4f}" for k in ("l_max", "l_pull", "l_push")}
+                        if used is not None:
+                            post["used"] = "/".join(str(u) for u in used)
+                        bar.set_postfix(post, refresh=False)
+                if on_step is not None:
+                    on_step(s, losses)
+                guard.check()
     finally:
         if bar is not None:
             bar.close()
@@ -497,4 +511,5 @@ def train_codebook(
         usage=torch.from_numpy(usage),
         manifest=manifest,
         skipped=False,
+        resumed_from=resumed_from,
     )

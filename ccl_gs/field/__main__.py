@@ -4,7 +4,8 @@
 
 --supervision is the stage-2 artifact and picks the method: a codebook
 folder (CCL-LGS), an autoencoder folder (LangSplat-style baseline) or the
-preprocess folder itself (raw-feature baseline).
+preprocess folder itself (raw-feature baseline). Ctrl-C saves a checkpoint of
+the current step in DIR/ckpt and exits 130; the same command resumes from it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from ccl_gs.config import add_arguments, from_args
 from ccl_gs.field.train import FieldConfig, run_field
+from ccl_gs.interrupt import report as report_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,10 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     try:
         m = run_field(from_args(FieldConfig, ns, base=FieldConfig()))
+    except KeyboardInterrupt as e:
+        return report_interrupt(e)
     except (ValueError, RuntimeError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    tag = " (reused)" if m.get("reused") else ""
+    if m.get("reused"):
+        tag = " (reused)"
+    else:
+        tag = f" (resumed from step {m['resumed_from_step']})" if m.get("resumed_from_step") else ""
     fit = m["fit_measure"]
     test = m[f"test_{fit}"]
     print(

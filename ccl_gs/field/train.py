@@ -21,10 +21,18 @@ prototypes, or the autoencoder - and the encoder spec), ``point_cloud.ply``
 (3DGS layout + ``f_lang_*`` + ``proto_<level>`` for the codebook method),
 ``config.json``, ``manifest.json`` (fingerprints of the RGB run and the
 stage-2 artifact, so a stale input is detected), ``metrics.json``.
+
+While training, ``ckpt/latest.pt`` (the trained parameters, optimizer states,
+step and RNG states, with the manifest fingerprint they belong to) and
+``ckpt/progress.json`` (step, seconds) are written every ``checkpoint_every``
+steps and on Ctrl-C, and removed once the field is written; a killed or
+interrupted run resumes from them, a checkpoint of another config or other
+inputs is ignored.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +46,19 @@ from torch import Tensor
 from ccl_gs.config import from_dict, to_dict
 from ccl_gs.field.methods import Supervision, method_of
 from ccl_gs.field.model import DecoderConfig
+from ccl_gs.interrupt import checkpoint_line, save_on_interrupt
 from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, check_out_dir, file_hash, read_json, write_json
 from ccl_gs.splat.trainer import RGBTrainConfig, Trainer, device_for_run, load_checkpoint, load_datasets
 
+log = logging.getLogger(__name__)
+
 FIELD_VERSION = 4
 """Bumped when the field checkpoint layout changes (2: no-mask logit; 3: method heads; 4: baseline coverage logits)."""
+CHECKPOINT_VERSION = 1
+"""Bumped when the layout of the resumable training checkpoint (``ckpt/latest.pt``) changes."""
+RUN_ONLY_OPTIONS = ("checkpoint_every",)
+"""Options that never change the trained field: left out of the manifest, so changing one neither
+retrains a finished field nor discards a checkpoint."""
 
 
 @dataclass
@@ -77,10 +93,15 @@ class FieldConfig:
     )
     seed: int = field(default=0, metadata={"help": "Random seed."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    checkpoint_every: int = field(
+        default=250, metadata={"help": "Save a resumable checkpoint every this many steps (and on Ctrl-C)."}
+    )
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ValueError(f"--iterations must be >= 1, got {self.iterations}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
 
 
 def render_features(params, item: dict[str, Any], device: torch.device, backend: str | None = None) -> Tensor:
@@ -206,6 +227,50 @@ class FieldTrainer:
             "white_background": bool(self.scene.white_background),
         }
 
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What :meth:`restore` needs to continue training exactly as an uninterrupted run would.
+
+        Frozen schedule: the features ``[N, d_f]`` (geometry and colour come
+        from the RGB checkpoint, an input), their Adam state, the view order
+        and the RNG states. Joint schedule: the whole RGB trainer state
+        (:meth:`~ccl_gs.splat.trainer.Trainer.state_dict`, features included).
+        Both: the head's weights and the decoder's Adam state.
+        """
+        state: dict[str, Any] = {
+            "step": self.step_count,
+            "head": {k: v.detach().cpu() for k, v in self.head.state_dict().items()},
+            "opt_decoder": self.opt_decoder.state_dict() if self.opt_decoder is not None else None,
+        }
+        if self.cfg.schedule == "joint":
+            state["rgb"] = self.rgb.state_dict()
+        else:
+            state.update(
+                features=self.params["features"].detach().cpu(),
+                opt_features=self.opt_features.state_dict(),
+                order=list(self._order),
+                rng=self._rng.bit_generator.state,
+                torch_rng=torch.get_rng_state(),
+            )
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`checkpoint_state` of the same config and inputs."""
+        self.head.load_state_dict(state["head"])
+        if self.opt_decoder is not None:
+            self.opt_decoder.load_state_dict(state["opt_decoder"])
+        if self.cfg.schedule == "joint":
+            self.rgb.load_state_dict(state["rgb"])
+            self.params = self.rgb.params
+        else:
+            with torch.no_grad():
+                self.params["features"].copy_(state["features"].to(self.device))
+            self.opt_features.load_state_dict(state["opt_features"])
+            self._order = [int(i) for i in state["order"]]
+            self._rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+        self.step_count = int(state["step"])
+
 
 SCHEDULES = ("frozen", "joint")
 
@@ -241,8 +306,51 @@ def check_current(field_dir: Path) -> None:
         )
 
 
+def field_manifest(cfg: FieldConfig) -> Manifest:
+    """The manifest of a field trained with ``cfg`` from the current inputs (``extra`` is filled at the end)."""
+    config = {k: v for k, v in to_dict(cfg).items() if k not in RUN_ONLY_OPTIONS}
+    return Manifest(kind="semantic_field", format_version=FIELD_VERSION, config=config, inputs=field_inputs(cfg))
+
+
+def save_checkpoint(folder: Path, trainer: FieldTrainer, fingerprint: str, seconds: float) -> None:
+    """Write ``folder/latest.pt`` (the trainer's :meth:`~FieldTrainer.checkpoint_state`) and ``progress.json``, atomically."""
+    state = {"format_version": CHECKPOINT_VERSION, "fingerprint": fingerprint, **trainer.checkpoint_state()}
+    with atomic_path(folder / "latest.pt") as tmp:
+        torch.save(state, tmp)
+    write_json(folder / "progress.json", {"step": trainer.step_count, "seconds": seconds})
+
+
+def resume_checkpoint(folder: Path, trainer: FieldTrainer, fingerprint: str) -> float:
+    """Restore ``trainer`` from ``folder/latest.pt`` if it belongs to ``fingerprint``; returns the seconds trained so far.
+
+    A missing, unreadable or foreign checkpoint leaves the trainer at step 0 (and returns 0).
+    """
+    path = folder / "latest.pt"
+    if not path.is_file():
+        return 0.0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated or foreign file: start over
+        log.warning("ignoring unreadable checkpoint %s: %s", path, e)
+        return 0.0
+    if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_VERSION:
+        log.warning("ignoring checkpoint %s of another format", path)
+        return 0.0
+    if state.get("fingerprint") != fingerprint:
+        log.info("checkpoint %s belongs to another config or other inputs; starting over", path)
+        return 0.0
+    trainer.restore(state)
+    prog = folder / "progress.json"
+    return float(read_json(prog)["seconds"]) if prog.is_file() else 0.0
+
+
 def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Train the semantic field (or reuse a current one); returns metrics."""
+    """Train the semantic field (or reuse a current one, or resume an interrupted one); returns metrics.
+
+    Raises:
+        ccl_gs.interrupt.Interrupted: Ctrl-C; the checkpoint of the last whole
+            step was saved first, and the same call resumes from it.
+    """
     from tqdm import tqdm
 
     if cfg.schedule not in SCHEDULES:
@@ -252,8 +360,7 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
     if not rgb_cfg_path.exists():
         raise ArtifactError(f"missing RGB run config {rgb_cfg_path}; run train.py first or fix --rgb-run")
     rgb_cfg = from_dict(RGBTrainConfig, read_json(rgb_cfg_path))
-    inputs = field_inputs(cfg)
-    manifest = Manifest(kind="semantic_field", format_version=FIELD_VERSION, config=to_dict(cfg), inputs=inputs)
+    manifest = field_manifest(cfg)
     if (out / "manifest.json").exists() and (out / "field.pt").exists() and (out / "metrics.json").exists():
         old = Manifest.load(out)
         if old.fingerprint() == manifest.fingerprint():
@@ -267,17 +374,36 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
         rgb_cfg.iterations = cfg.iterations
         rgb_cfg.out = out / "joint_rgb"
     trainer = FieldTrainer(cfg, rgb_cfg, supervision)
+    ckpt = out / "ckpt"
+    fingerprint = manifest.fingerprint()
+    seconds_before = resume_checkpoint(ckpt, trainer, fingerprint)
+    resumed_from = trainer.step_count
     t0 = time.perf_counter()
-    bar = tqdm(total=cfg.iterations, disable=not cfg.progress, desc=f"train field ({cfg.schedule})", dynamic_ncols=True)
-    while trainer.step_count < cfg.iterations:
-        stats = trainer.step()
-        bar.update(1)
-        if trainer.step_count % 10 == 0:
-            bar.set_postfix({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in stats.items()})
-        if on_step is not None:
-            on_step(trainer.step_count)
-    bar.close()
-    seconds = time.perf_counter() - t0
+
+    def save() -> None:
+        save_checkpoint(ckpt, trainer, fingerprint, seconds_before + time.perf_counter() - t0)
+
+    def save_interrupted() -> str:
+        save()
+        return checkpoint_line(trainer.step_count, ckpt)
+
+    bar = tqdm(total=cfg.iterations, initial=trainer.step_count, disable=not cfg.progress,
+               desc=f"train field ({cfg.schedule})", dynamic_ncols=True)
+    try:
+        with save_on_interrupt(save_interrupted) as guard:
+            while trainer.step_count < cfg.iterations:
+                stats = trainer.step()
+                bar.update(1)
+                if trainer.step_count % 10 == 0:
+                    bar.set_postfix({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in stats.items()})
+                if trainer.step_count % cfg.checkpoint_every == 0 or trainer.step_count == cfg.iterations:
+                    save()
+                if on_step is not None:
+                    on_step(trainer.step_count)
+                guard.check()
+    finally:
+        bar.close()
+    seconds = seconds_before + time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg)
     if cfg.schedule == "joint":
@@ -292,6 +418,7 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
         "method": trainer.head.method,
         "schedule": cfg.schedule,
         "iterations": trainer.step_count,
+        "resumed_from_step": resumed_from,
         "seconds": seconds,
         "n_gaussians": int(trainer.params["means"].shape[0]),
         "fit_measure": fit,
@@ -301,4 +428,8 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
     write_json(out / "metrics.json", metrics)
     manifest.extra = {"encoder": trainer.state_dict()["encoder"]}
     manifest.save(out)
+    for f in ("latest.pt", "progress.json"):
+        (ckpt / f).unlink(missing_ok=True)
+    if ckpt.is_dir() and not any(ckpt.iterdir()):
+        ckpt.rmdir()
     return metrics

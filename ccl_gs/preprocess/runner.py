@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ccl_gs.encoders import ImageTextEncoder, encoder_spec
+from ccl_gs.interrupt import RESUME, Interrupted
 from ccl_gs.io.artifacts import ArtifactError, Manifest, check_out_dir, save_npz_atomic
 from ccl_gs.masks.propagate import Sam2Tracker, label_index_maps
 from ccl_gs.preprocess.artifact import (
@@ -259,7 +260,13 @@ class Preprocessor:
         }
 
     def run(self, on_image_done: Callable[[str], None] | None = None) -> PreprocessResult:
-        """Run the configured steps; ``on_image_done(stem)`` is called after each image is written."""
+        """Run the configured steps; ``on_image_done(stem)`` is called after each image is written.
+
+        Raises:
+            ccl_gs.interrupt.Interrupted: Ctrl-C; the images already written
+                are kept (each file is written atomically) and a re-run
+                resumes with the others.
+        """
         result = PreprocessResult(out=self.out, manifest=self.manifest, shard=self.shard)
         steps = self.opts.steps
         state = self._check_manifest()
@@ -278,26 +285,47 @@ class Preprocessor:
                     todo.append(v)
                     if reason != "missing":
                         result.redone[self.ctx.stems[v]] = reason
-        if state != "equal":
-            self._write_manifest()
-        if steps == "tracks" or todo:
-            self._ensure_tracks(result)
-        dim = int(self.manifest.extra["encoder"]["dim"])
-        for v in _progress(todo, len(todo), f"images {self.shard[0]}/{self.shard[1]}", self.opts.progress):
-            arrays = self.process_image(v)
-            if arrays["features"].shape[1] != dim:
-                raise PreprocessError(
-                    f"encoder gives {arrays['features'].shape[1]}-d features, the manifest records {dim}-d"
-                )
-            save_npz_atomic(self.image_path(v), **arrays)
-            result.processed.append(self.ctx.stems[v])
-            if on_image_done is not None:
-                on_image_done(self.ctx.stems[v])
+        tracks_ready = False
+        try:
+            if state != "equal":
+                self._write_manifest()
+            if steps == "tracks" or todo:
+                self._ensure_tracks(result)
+            tracks_ready = True
+            dim = int(self.manifest.extra["encoder"]["dim"])
+            for v in _progress(todo, len(todo), f"images {self.shard[0]}/{self.shard[1]}", self.opts.progress):
+                arrays = self.process_image(v)
+                if arrays["features"].shape[1] != dim:
+                    raise PreprocessError(
+                        f"encoder gives {arrays['features'].shape[1]}-d features, the manifest records {dim}-d"
+                    )
+                save_npz_atomic(self.image_path(v), **arrays)
+                result.processed.append(self.ctx.stems[v])
+                if on_image_done is not None:
+                    on_image_done(self.ctx.stems[v])
+        except KeyboardInterrupt:
+            raise Interrupted(self._interrupted_line(result, todo, tracks_ready)) from None
         result.missing = self._incomplete()
         return result
 
     def _incomplete(self) -> list[str]:
         return [self.ctx.stems[v] for v in range(self.ctx.n_views) if self.image_done(v) is not None]
+
+    def _interrupted_line(self, result: PreprocessResult, todo: list[int], tracks_ready: bool) -> str:
+        """The line of a run stopped by Ctrl-C: what ``out`` keeps (finished files) and how to go on.
+
+        ``todo`` are the views this run set out to write, in order; those past
+        ``result.processed`` are checked on disk (Ctrl-C may have come between
+        writing an image and counting it).
+        """
+        i, n = self.shard
+        of_shard = "" if n == 1 else f" of shard {i}/{n}"
+        unsure = [v for v in todo[len(result.processed):] if self.image_path(v).exists()]
+        done = len(result.skipped) + len(result.processed) + sum(self.image_done(v) is None for v in unsure)
+        kept = f"{done} of {len(self.my_views())} images{of_shard} kept in {self.out}"
+        if not tracks_ready:
+            kept = f"tracks unfinished (computed again on the re-run), {kept}"
+        return f"interrupted: {kept}; {RESUME}"
 
 
 def run_preprocess(

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ccl_gs.config import from_dict, to_dict
 from ccl_gs.data.scene import check_test_every
+from ccl_gs.interrupt import checkpoint_line, save_on_interrupt
 from ccl_gs.io.artifacts import ArtifactError, atomic_path, check_out_dir, read_json, write_json
 from ccl_gs.metrics.image import psnr, ssim
 from ccl_gs.runtime import CPU_TORCH_THREADS, device_for_run  # noqa: F401 (re-exported)
@@ -247,7 +248,11 @@ class Trainer:
             torch.save(self.state_dict(), tmp)
 
     def load_checkpoint(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
+        """Continue from the checkpoint file ``path`` (see :func:`load_checkpoint`)."""
+        self.load_state_dict(load_checkpoint(path))
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (parameters, optimizers, strategy state, step, RNG)."""
         self.params = torch.nn.ParameterDict(
             {k: torch.nn.Parameter(v.to(self.device)) for k, v in ckpt["params"].items()}
         )
@@ -372,25 +377,36 @@ def run(cfg: RGBTrainConfig) -> dict[str, Any]:
     if status == "resume":
         trainer.load_checkpoint(ckpt_path)
         seconds_before = _ckpt_seconds(out)
+    resumed_from = trainer.step_count
     t0 = time.perf_counter()
+
+    def save() -> None:
+        trainer.save_checkpoint(ckpt_path)
+        elapsed = seconds_before + time.perf_counter() - t0
+        write_json(out / "ckpt" / "progress.json", {"step": trainer.step_count, "seconds": elapsed})
+
+    def save_interrupted() -> str:
+        save()
+        return checkpoint_line(trainer.step_count, out / "ckpt")
+
     bar = tqdm(
         total=cfg.iterations, initial=trainer.step_count, disable=not cfg.progress, desc="train rgb", dynamic_ncols=True
     )
-    last = {}
-    while trainer.step_count < cfg.iterations:
-        last = trainer.step()
-        bar.update(1)
-        if trainer.step_count % 10 == 0:
-            bar.set_postfix(loss=f"{last['loss']:.4f}", psnr=f"{last['psnr']:.2f}", n=last["n"])
-        elapsed = seconds_before + time.perf_counter() - t0
-        if trainer.step_count % cfg.checkpoint_every == 0 or trainer.step_count == cfg.iterations:
-            trainer.save_checkpoint(ckpt_path)
-            write_json(out / "ckpt" / "progress.json", {"step": trainer.step_count, "seconds": elapsed})
-        if cfg.max_seconds and elapsed >= cfg.max_seconds:
-            trainer.save_checkpoint(ckpt_path)
-            write_json(out / "ckpt" / "progress.json", {"step": trainer.step_count, "seconds": elapsed})
-            break
-    bar.close()
+    try:
+        with save_on_interrupt(save_interrupted) as guard:
+            while trainer.step_count < cfg.iterations:
+                last = trainer.step()
+                bar.update(1)
+                if trainer.step_count % 10 == 0:
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", psnr=f"{last['psnr']:.2f}", n=last["n"])
+                if trainer.step_count % cfg.checkpoint_every == 0 or trainer.step_count == cfg.iterations:
+                    save()
+                if cfg.max_seconds and seconds_before + time.perf_counter() - t0 >= cfg.max_seconds:
+                    save()
+                    break
+                guard.check()
+    finally:
+        bar.close()
     seconds = seconds_before + time.perf_counter() - t0
     steps_done = trainer.step_count
     ev = trainer.evaluate(test_set, out / "renders" / "test" if cfg.save_renders else None)
@@ -414,6 +430,7 @@ def run(cfg: RGBTrainConfig) -> dict[str, Any]:
         "ssim": ev["ssim"],
         "n_gaussians": trainer.n_gaussians,
         "iterations": steps_done,
+        "resumed_from_step": resumed_from,
         "seconds": seconds,
         "seconds_per_iter": seconds / max(steps_done, 1),
         "device": str(device),
