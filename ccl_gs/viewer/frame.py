@@ -76,16 +76,20 @@ class QueryEncoder:
         self._encoder = None
         self._last: tuple[tuple[str, ...], Tensor, Tensor | None] | None = None
 
+    def load(self):
+        """The encoder, built and checked against the run on first use."""
+        if self._encoder is None:
+            enc = make_encoder(self.model.encoder_spec)
+            self.model.check_encoder(enc)
+            self._encoder = enc
+        return self._encoder
+
     def embeddings(self, queries: tuple[str, ...]) -> tuple[Tensor, Tensor | None]:
         """Query embeddings ``[Q, D]`` and canonical phrase embeddings ``[P, D]`` of ``queries``."""
         if not queries:
             raise QueryError("no query")
         if self._last is None or self._last[0] != queries:
-            if self._encoder is None:
-                enc = make_encoder(self.model.encoder_spec)
-                self.model.check_encoder(enc)
-                self._encoder = enc
-            q, c = encode_queries(self._encoder, list(queries))
+            q, c = encode_queries(self.load(), list(queries))
             self._last = (queries, q, c)
         return self._last[1], self._last[2]
 

@@ -64,7 +64,7 @@ class ViewerConfig:
         default=0.4, metadata={"help": "Selection threshold to start with, on the normalized relevancy (as render.py)."}
     )
     out: Path | None = field(
-        default=None, metadata={"help": "Folder of exported selections (default: viewer/selection beside the run folder)."}
+        default=None, metadata={"help": "Folder of exported selections; None = viewer/selection beside the run folder."}
     )
     max_resolution: int = field(default=512, metadata={"help": "Longer side of a frame once the camera is still (pixels)."})
     min_resolution: int = field(default=64, metadata={"help": "Smallest longer side of a frame while the camera moves."})
@@ -243,6 +243,8 @@ class Viewer:
         self.server = server
         self.encoder = QueryEncoder(model)
         self.language = has_language(model)
+        if self.language:
+            self.encoder.load()  # a missing or mismatched text encoder stops the start, not the first query
         self._lock = threading.Lock()
         """One frame (or export) at a time goes through the model."""
         self._loops: dict[int, ClientLoop] = {}
