@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from ccl_gs.config import add_arguments, from_args
+from ccl_gs.interrupt import report as report_interrupt
 from ccl_gs.io.artifacts import ArtifactError
 from ccl_gs.lerf.targets import TargetsError
 from ccl_gs.lerf.train import LerfTrainConfig, config_for, run
@@ -34,9 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_args(LerfTrainConfig, parser.parse_args(argv), base=base)
     try:
         m = run(cfg)
-    except KeyboardInterrupt:
-        print(f"interrupted: checkpoint saved in {cfg.out}/ckpt; re-run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return report_interrupt(e)
     except (ArtifactError, TargetsError, ValueError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

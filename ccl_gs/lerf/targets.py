@@ -35,6 +35,8 @@ from ccl_gs.config import add_arguments, from_args, to_dict
 from ccl_gs.encoders.dino import DINO_MODEL
 from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, EncoderLoadError
 from ccl_gs.encoders.oracle import OracleConfig, OracleDinoConfig
+from ccl_gs.interrupt import RESUME, Interrupted
+from ccl_gs.interrupt import report as report_interrupt
 from ccl_gs.io.artifacts import ArtifactError, Manifest, check_out_dir, file_hash, load_npz, save_npz_atomic
 from ccl_gs.lerf.pyramid import PyramidConfig, TileGrid, pad_grid, tile_grids
 
@@ -197,7 +199,6 @@ def compute_targets(cfg: TargetsConfig, run: TargetsRun, clip_encoder=None, dino
     ``clip_encoder`` / ``dino_encoder``: already built encoders (tests);
     otherwise built from the config through the encoder registry.
     """
-    from tqdm import tqdm
 
     from ccl_gs.encoders import build_encoder, encoder_spec
     from ccl_gs.runtime import device_for_run
@@ -247,6 +248,21 @@ def compute_targets(cfg: TargetsConfig, run: TargetsRun, clip_encoder=None, dino
         out.mkdir(parents=True, exist_ok=True)
         man.save(out)
     grids = [TileGrid(**g) for g in man.extra["grids"]]
+    try:
+        _encode_views(todo, views, stems, grids, clip_encoder, dino_encoder, out, fp, run, shard)
+    except KeyboardInterrupt:
+        kept = sum(_done(_view_file(out, s), fp) for s in stems)
+        raise Interrupted(f"interrupted: {kept} of {len(stems)} views kept in {out}; {RESUME}") from None
+    missing = [s for s in stems if not _done(_view_file(out, s), fp)]
+    return {"out": str(out), "views": len(stems), "computed": len(todo), "missing": missing,
+            "clip": man.extra["clip_encoder"]["name"], "dino": man.extra["dino_encoder"]["name"]}
+
+
+def _encode_views(todo: list[int], views, stems: list[str], grids: list[TileGrid], clip_encoder, dino_encoder,
+                  out: Path, fp: str, run: TargetsRun, shard: tuple[int, int]) -> None:
+    """Encode the pyramid and DINO map of each view in ``todo`` into its file (atomic, one file per view)."""
+    from tqdm import tqdm
+
     for j in tqdm(todo, desc=f"lerf targets {shard[0]}/{shard[1]}", disable=not run.progress, dynamic_ncols=True):
         item = views[j]
         image = item["image"]
@@ -263,9 +279,6 @@ def compute_targets(cfg: TargetsConfig, run: TargetsRun, clip_encoder=None, dino
                 raise TargetsError(f"DINO encoder gave non-finite features on {stems[j]}")
             arrays["dino"] = dino.half().numpy()
         save_npz_atomic(_view_file(out, stems[j]), fingerprint=np.array(fp), **arrays)
-    missing = [s for s in stems if not _done(_view_file(out, s), fp)]
-    return {"out": str(out), "views": len(stems), "computed": len(todo), "missing": missing,
-            "clip": man.extra["clip_encoder"]["name"], "dino": man.extra["dino_encoder"]["name"]}
 
 
 def load_targets(folder: str | Path, cfg: TargetsConfig | None = None) -> Targets:
@@ -334,9 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_args(TargetsConfig, argparse.Namespace(**{k: v for k, v in ns.items() if k not in run_keys}))
     try:
         s = compute_targets(cfg, run)
-    except KeyboardInterrupt:
-        print(f"interrupted: finished views are kept in {run.out}; re-run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return report_interrupt(e)
     except (TargetsError, ArtifactError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ccl_gs.config import from_dict, to_dict
+from ccl_gs.interrupt import checkpoint_line, save_on_interrupt
 from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, check_out_dir, read_json, write_json
 from ccl_gs.lerf.fields import LanguageFieldConfig
 from ccl_gs.lerf.model import LerfModel, LerfModelConfig, NerfactoConfig, RayBatch
@@ -422,7 +423,13 @@ def run(cfg: LerfTrainConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.iterations, initial=trainer.step_count, disable=not cfg.progress, desc="train lerf",
                dynamic_ncols=True)
-    try:
+
+    def save_interrupted() -> str:
+        bar.close()
+        save(seconds_before + time.perf_counter() - t0)
+        return checkpoint_line(trainer.step_count, ckpt.parent)
+
+    with save_on_interrupt(save_interrupted) as guard:  # Ctrl-C: the current step ends, is saved, and we stop
         while trainer.step_count < cfg.iterations:
             last = trainer.step()
             bar.update(1)
@@ -434,10 +441,7 @@ def run(cfg: LerfTrainConfig) -> dict[str, Any]:
             if cfg.max_seconds and elapsed >= cfg.max_seconds:
                 save(elapsed)
                 break
-    except KeyboardInterrupt:
-        bar.close()
-        save(seconds_before + time.perf_counter() - t0)
-        raise
+            guard.check()
     bar.close()
     seconds = seconds_before + time.perf_counter() - t0
     ps = []
