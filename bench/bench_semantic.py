@@ -129,7 +129,7 @@ def lerf_selection_quality(run_dir: Path, scene_root: Path, labels_dir: Path) ->
     for f in frames:  # the scale search on the labelled views, as render.py does before the 3D export
         model.relevancy_maps(model.render_view(ds[f.image_index]), q, "canonical", c)
     pts, _ = model.surface_points()
-    rel = model.point_relevancy(pts, q, "canonical", c, model.query_scales(len(cats)))
+    rel = model.point_relevancy(pts, q, "canonical", c, model.query_scales(q))
     selected = [select_gaussians(rel[qi : qi + 1]).numpy() for qi in range(len(cats))]
     world = model.norm.to_world(pts.numpy().astype(np.float64))
     return point_selection_quality(world, np.ones(len(world), bool), selected, cats, scene_root, labels_dir)

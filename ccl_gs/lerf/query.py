@@ -110,7 +110,9 @@ class LerfQueryModel:
         self.search_stride = int(search_stride)
         self.chunk = int(chunk)
         self._basis: tuple[Tensor, Tensor, Tensor] | None = None
-        self._best_history: dict[int, list[float]] = {}
+        self._best_history: dict[bytes, list[float]] = {}
+        """Best scales found so far per query (keyed by the query embedding's bytes)."""
+        self._best_by_position: dict[int, list[float]] = {}
 
     # ------------------------------------------------------------------ views
     def dataset(self, split: str):
@@ -170,7 +172,8 @@ class LerfQueryModel:
             if s not in view.clip_at:
                 view.clip_at[s] = self.clip_at(view, s)
             view.best[qi] = s
-            self._best_history.setdefault(qi, []).append(s)
+            self._best_history.setdefault(_key(query_emb[qi]), []).append(s)
+            self._best_by_position.setdefault(qi, []).append(s)
             maps.append(relevancy(kind, view.clip_at[s], query_emb[qi : qi + 1], canonical_emb)[:, 0])
         return torch.stack(maps).view(1, len(maps), view.height, view.width)
 
@@ -234,17 +237,24 @@ class LerfQueryModel:
                 out[qi, s : s + self.chunk] = relevancy(kind, clip, query_emb[qi : qi + 1], canonical_emb)[:, 0]
         return out
 
-    def query_scales(self, n_queries: int) -> Tensor:
-        """Per query, the median of its best scales over the views rendered so far (1.0 when none)."""
-        return torch.tensor([float(np.median(self._best_history[q])) if self._best_history.get(q) else 1.0
-                             for q in range(n_queries)])
+    def query_scales(self, query_emb: Tensor | int) -> Tensor:
+        """Per query ``[Q]``: the median of its best scales over the views rendered so far (1.0 when none).
+
+        ``query_emb``: the queries ``[Q, D]``; a count ``Q`` instead reads the
+        scales by position in the query list of the last searches.
+        """
+        if isinstance(query_emb, int):
+            hist = [self._best_by_position.get(q) for q in range(query_emb)]
+        else:
+            hist = [self._best_history.get(_key(q)) for q in query_emb]
+        return torch.tensor([float(np.median(h)) if h else 1.0 for h in hist])
 
     def write_selections(self, out: Path, queries: list[str], slugs: list[str], query_emb: Tensor, kind: str,
                          canonical_emb: Tensor | None, threshold: float) -> dict[str, int]:
         from ccl_gs.io.ply import write_points_ply
 
         pts, colors = self.surface_points()
-        rel = self.point_relevancy(pts, query_emb, kind, canonical_emb, self.query_scales(len(queries)))
+        rel = self.point_relevancy(pts, query_emb, kind, canonical_emb, self.query_scales(query_emb))
         world = self.norm.to_world(pts.numpy().astype(np.float64)).astype(np.float32)
         counts = {}
         for qi, (q, slug) in enumerate(zip(queries, slugs)):
@@ -253,6 +263,10 @@ class LerfQueryModel:
             if keep.any():
                 write_points_ply(out / f"{slug}.ply", world[keep], colors[keep])
         return counts
+
+
+def _key(query: Tensor) -> bytes:
+    return query.detach().float().cpu().numpy().tobytes()
 
 
 def check_current(folder: Path) -> None:
