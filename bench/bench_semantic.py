@@ -249,6 +249,9 @@ def main() -> int:
                     help="no runs: merge the rows of these result files (runs split over processes), "
                          "summarize, and measure the 256x256 latency on this machine")
     ap.add_argument("--no-latency", dest="latency", action="store_false", help="skip the 256x256 latency")
+    ap.add_argument("--latency-of", nargs="*", default=[], metavar="METHOD=DIR",
+                    help="also measure the 256x256 latency of these trained fields (e.g. ccl_gated=outputs/demo/field), "
+                         "with the queries of the first row's scene")
     args = ap.parse_args()
     rows = []
     if args.merge is not None:
@@ -344,6 +347,11 @@ def main() -> int:
         lat[method] = lerf_latency_256(d / "lerf", cats) if method == "lerf" else latency_256(d / "field", cats)
         print(f"query latency, {method}, one 256x256 view, {len(cats)} queries "
               f"(features + decode + relevancy): {lat[method]:.1f} ms")
+    for spec in args.latency_of if args.latency and rows else []:
+        method, field_dir = spec.split("=", 1)
+        cats = json.loads((Path(field_dir).parent / "render" / "render.json").read_text())["queries"]
+        lat[method] = latency_256(Path(field_dir), cats)
+        print(f"query latency, {method} ({field_dir}), one 256x256 view, {len(cats)} queries: {lat[method]:.1f} ms")
     write_json(args.out,
                {"rows": rows, "summary": summary, "query_ms_256": lat,
                 "args": {k: [str(x) for x in v] if k == "merge" and v else v for k, v in vars(args).items()}})
