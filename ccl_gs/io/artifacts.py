@@ -148,6 +148,21 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ArtifactError(f"corrupt JSON file {path}: {e}") from e
 
 
+def parse_shard(text: str, error: type[Exception] = ValueError) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n`` (stages that split their items over processes).
+
+    Raises:
+        error: malformed text or an out-of-range shard (one line naming ``--shard``).
+    """
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise error(f"--shard must look like i/n (e.g. 0/4), got '{text}'") from None
+    if n < 1 or not 0 <= i < n:
+        raise error(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
 def config_hash(obj: Any) -> str:
     """A stable short hash of a config (dataclass or JSON-able object)."""
     blob = json.dumps(to_jsonable(obj), sort_keys=True).encode("utf-8")

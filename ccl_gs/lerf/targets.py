@@ -37,6 +37,7 @@ from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, Encoder
 from ccl_gs.encoders.oracle import OracleConfig, OracleDinoConfig
 from ccl_gs.interrupt import RESUME, Interrupted
 from ccl_gs.interrupt import report as report_interrupt
+from ccl_gs.io.artifacts import parse_shard as _parse_shard
 from ccl_gs.io.artifacts import ArtifactError, Manifest, check_out_dir, file_hash, load_npz, save_npz_atomic
 from ccl_gs.lerf.pyramid import PyramidConfig, TileGrid, pad_grid, tile_grids
 
@@ -83,14 +84,8 @@ class TargetsError(RuntimeError):
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise TargetsError(f"--shard must look like i/n (e.g. 0/4), got '{text}'") from None
-    if not 0 <= i < n:
-        raise TargetsError(f"--shard {text}: need 0 <= i < n")
-    return i, n
+    """``"i/n"`` -> ``(i, n)`` (:func:`ccl_gs.io.artifacts.parse_shard`, raising :class:`TargetsError`)."""
+    return _parse_shard(text, TargetsError)
 
 
 def clip_options(cfg: TargetsConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ccl_gs.encoders.oracle import OracleConfig
 from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from ccl_gs.io.artifacts import parse_shard as _parse_shard
 from ccl_gs.masks.merge import MergeConfig
 from ccl_gs.masks.propagate import Sam2Config
 from ccl_gs.masks.sam import SamConfig
@@ -67,14 +68,8 @@ class RunOptions:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise PreprocessError(f"--shard must look like i/n (e.g. 0/4), got '{text}'") from None
-    if n < 1 or not 0 <= i < n:
-        raise PreprocessError(f"--shard {text}: need 0 <= i < n")
-    return i, n
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n`` (:func:`ccl_gs.io.artifacts.parse_shard`, raising :class:`PreprocessError`)."""
+    return _parse_shard(text, PreprocessError)
 
 
 def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
