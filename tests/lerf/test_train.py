@@ -42,7 +42,8 @@ def test_cpu_run_learns_and_queries(lerf_scene, make_run, tmp_path):
     m = run(cfg)
     assert m["psnr"] > 18, m
     out = tmp_path / "render"
-    s = render_queries(RenderConfig(field_dir=cfg.out, out=out, lerf_labels=lerf_scene["labels"], lerf_scales=6))
+    s = render_queries(RenderConfig(field_dir=cfg.out, out=out, lerf_labels=lerf_scene["labels"], lerf_scales=4,
+                                    lerf_search_stride=2))
     assert s["levels"] == 1 and s["queries"]
     rels = sorted((out / "lerf_ovs").rglob("*.npy"))
     assert len(rels) == len(s["queries"]) * len(s["views"])
