@@ -112,7 +112,6 @@ class LerfQueryModel:
         self._basis: tuple[Tensor, Tensor, Tensor] | None = None
         self._best_history: dict[bytes, list[float]] = {}
         """Best scales found so far per query (keyed by the query embedding's bytes)."""
-        self._best_by_position: dict[int, list[float]] = {}
 
     # ------------------------------------------------------------------ views
     def dataset(self, split: str):
@@ -173,7 +172,6 @@ class LerfQueryModel:
                 view.clip_at[s] = self.clip_at(view, s)
             view.best[qi] = s
             self._best_history.setdefault(_key(query_emb[qi]), []).append(s)
-            self._best_by_position.setdefault(qi, []).append(s)
             maps.append(relevancy(kind, view.clip_at[s], query_emb[qi : qi + 1], canonical_emb)[:, 0])
         return torch.stack(maps).view(1, len(maps), view.height, view.width)
 
@@ -237,16 +235,10 @@ class LerfQueryModel:
                 out[qi, s : s + self.chunk] = relevancy(kind, clip, query_emb[qi : qi + 1], canonical_emb)[:, 0]
         return out
 
-    def query_scales(self, query_emb: Tensor | int) -> Tensor:
-        """Per query ``[Q]``: the median of its best scales over the views rendered so far (1.0 when none).
-
-        ``query_emb``: the queries ``[Q, D]``; a count ``Q`` instead reads the
-        scales by position in the query list of the last searches.
-        """
-        if isinstance(query_emb, int):
-            hist = [self._best_by_position.get(q) for q in range(query_emb)]
-        else:
-            hist = [self._best_history.get(_key(q)) for q in query_emb]
+    def query_scales(self, query_emb: Tensor) -> Tensor:
+        """Per query of ``query_emb [Q, D]``: the median of its best scales over the views rendered so far
+        (1.0 when none): ``[Q]``."""
+        hist = [self._best_history.get(_key(q)) for q in query_emb]
         return torch.tensor([float(np.median(h)) if h else 1.0 for h in hist])
 
     def write_selections(self, out: Path, queries: list[str], slugs: list[str], query_emb: Tensor, kind: str,
