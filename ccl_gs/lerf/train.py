@@ -35,6 +35,7 @@ from ccl_gs.lerf.model import LerfModel, LerfModelConfig, NerfactoConfig, RayBat
 from ccl_gs.lerf.pyramid import dino_lookup, random_scale_targets
 from ccl_gs.lerf.sampling import camera_rays
 from ccl_gs.lerf.targets import Targets, TargetsConfig, TargetsRun, compute_targets, load_targets
+from ccl_gs.splat.trainer import diff_keys, focus_point
 
 LERF_VERSION = 1
 """Format of ``lerf.pt`` and of the checkpoints."""
@@ -161,18 +162,15 @@ def scene_normalization(scene) -> Normalization:
     sparse points, or a point at the median depth bound in front of the
     cameras, or the camera centroid.
     """
-    c2w = scene.camtoworlds
-    o = c2w[:, :3, 3]
-    d = c2w[:, :3, 2] / np.linalg.norm(c2w[:, :3, 2], axis=1, keepdims=True)
-    A = sum(np.eye(3) - np.outer(di, di) for di in d)
-    b = sum((np.eye(3) - np.outer(di, di)) @ oi for oi, di in zip(o, d))
-    if np.linalg.cond(A) < 1e4:
-        center = np.linalg.solve(A, b)
-    elif scene.points is not None and len(scene.points) > 0:
+    o = scene.camera_centers
+    d = scene.camtoworlds[:, :3, 2]
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    center = focus_point(scene)
+    if center is None and scene.points is not None and len(scene.points) > 0:
         center = np.median(np.asarray(scene.points, np.float64), axis=0)
-    elif scene.bounds is not None:
+    elif center is None and scene.bounds is not None:
         center = o.mean(0) + d.mean(0) * float(np.median(scene.bounds.mean(1)))
-    else:
+    elif center is None:
         center = o.mean(0)
     radius = float(np.linalg.norm(o - center, axis=1).max())
     return Normalization([float(v) for v in center], 1.0 / radius if radius > 0 else 1.0)
@@ -349,18 +347,12 @@ _RESUMABLE = {"progress", "overwrite", "max_seconds", "save_renders", "checkpoin
               "eval_chunk", "targets", "target"}
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [k for key in sorted(set(a) | set(b)) for k in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
-    return [] if a == b else [prefix.rstrip(".")]
-
-
 def run_status(cfg: LerfTrainConfig) -> str:
     """``"fresh"``, ``"resume"`` or ``"done"`` for ``cfg.out``; a run of another config is refused without --overwrite."""
     out = check_out_dir(cfg.out)
     if not (out / "config.json").exists():
         return "fresh"
-    diff = [k for k in _diff(read_json(out / "config.json"), to_dict(cfg)) if k.split(".")[0] not in _RESUMABLE]
+    diff = [k for k in diff_keys(read_json(out / "config.json"), to_dict(cfg)) if k.split(".")[0] not in _RESUMABLE]
     if diff:
         if not cfg.overwrite:
             raise ArtifactError(f"{out} holds a LERF run with a different config ({', '.join(diff[:5])}); "

@@ -78,12 +78,9 @@ class RGBTrainConfig:
             raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
 
 
-def scene_focus(scene) -> np.ndarray:
-    """The point the cameras look at: ``[3]``.
-
-    Least-squares closest point to all optical axes; when the axes are nearly
-    parallel (forward-facing captures) the camera centroid is used instead.
-    """
+def focus_point(scene) -> np.ndarray | None:
+    """The least-squares closest point to all optical axes ``[3]``, or None when the axes are nearly
+    parallel (forward-facing captures) and no such point is well defined."""
     c2w = scene.camtoworlds
     o, d = c2w[:, :3, 3], c2w[:, :3, 2]
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
@@ -94,8 +91,17 @@ def scene_focus(scene) -> np.ndarray:
         A += P
         b += P @ oi
     if np.linalg.cond(A) > 1e4:
-        return o.mean(0)
+        return None
     return np.linalg.solve(A, b)
+
+
+def scene_focus(scene) -> np.ndarray:
+    """The point the cameras look at: ``[3]``.
+
+    :func:`focus_point`; when the axes are nearly parallel, the camera centroid.
+    """
+    p = focus_point(scene)
+    return scene.camera_centers.mean(0) if p is None else p
 
 
 def _backend(name: str) -> str | None:
@@ -285,11 +291,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested config dicts differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+            out += diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     return [] if a == b else [prefix.rstrip(".")]
 
@@ -310,7 +317,7 @@ def check_run_folder(cfg: RGBTrainConfig) -> str:
     if not saved.exists():
         return "fresh"
     old = read_json(saved)
-    diff = [k for k in _diff_keys(old, to_dict(cfg)) if k.split(".")[0] not in _RESUMABLE_KEYS]
+    diff = [k for k in diff_keys(old, to_dict(cfg)) if k.split(".")[0] not in _RESUMABLE_KEYS]
     if diff:
         if cfg.overwrite:
             for f in ("metrics.json", "point_cloud.ply", "ckpt/latest.pt"):
