@@ -43,3 +43,12 @@ is_lerf() { [ "$METHOD" = lerf ]; }
 query_dir() {
   if is_lerf; then echo "$1/lerf"; else echo "$1/field"; fi
 }
+
+# run_lerf SCENE OUT [options...]: the LERF run of a real scene (CLIP weights CLIP_PRETRAINED, DINO weights
+# DINO_CKPT, preset LERF_PRESET); the labelled / segmented frames are training views, so it trains on all views.
+run_lerf() {
+  local scene=$1 out=$2
+  shift 2
+  "$PY" -m ccl_gs.lerf --data "$scene" --out "$out/lerf" --preset "${LERF_PRESET:-lerf}" --test-every 0 \
+    --target.clip-pretrained "$CLIP_PRETRAINED" ${DINO_CKPT:+--target.dino-checkpoint "$DINO_CKPT"} "$@"
+}

@@ -34,9 +34,7 @@ source scripts/_method.sh
 
 if is_lerf; then
   if run lerf; then
-    # labelled / segmented frames are training views: train on all views
-    "$PY" -m ccl_gs.lerf --data "$SCENE" --out "$OUT/lerf" --preset "$LERF_PRESET" --factor "$FACTOR" --test-every 0 \
-      --target.clip-pretrained "$CLIP_PRETRAINED" ${DINO_CKPT:+--target.dino-checkpoint "$DINO_CKPT"}
+    run_lerf "$SCENE" "$OUT" --factor "$FACTOR"
   fi
 else
   if run preprocess; then
