@@ -23,6 +23,7 @@ extra features along without special cases.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -52,8 +53,20 @@ class InitConfig:
     """How Gaussians are initialized."""
 
     n_random: int = field(default=50_000, metadata={"help": "Gaussians for random init (scenes without sparse points)."})
-    random_extent: float = field(
-        default=1.5, metadata={"help": "Random init fills a cube of this many scene scales around the point the cameras look at."}
+    random_extent: float | None = field(
+        default=None,
+        metadata={
+            "help": "Size of the random-init cube. Object-centric captures (cameras around a common focus): "
+            "half-side in units of the radius all cameras see at the focus (None = 1.0). Forward-facing: "
+            "half-side in scene scales around the camera centroid (None = 1.5)."
+        },
+    )
+    background_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": "Object-centric captures with a background (no alpha): share of the random Gaussians placed on "
+            "camera rays behind the object cube, out to the far bound (None = 0.3; 0 for white-background scenes)."
+        },
     )
     init_opacity: float = field(default=0.1, metadata={"help": "Initial opacity (after sigmoid)."})
     init_scale: float = field(
@@ -62,6 +75,18 @@ class InitConfig:
     max_points: int = field(
         default=0, metadata={"help": "Subsample sparse points to at most this many (0 = keep all)."}
     )
+
+    def __post_init__(self) -> None:
+        if self.n_random < 1:
+            raise ValueError(f"--init.n-random must be >= 1, got {self.n_random}")
+        if self.random_extent is not None and not self.random_extent > 0:
+            raise ValueError(f"--init.random-extent must be > 0, got {self.random_extent}")
+        if self.background_fraction is not None and not 0 <= self.background_fraction < 1:
+            raise ValueError(f"--init.background-fraction must be in [0, 1), got {self.background_fraction}")
+        if not 0 < self.init_opacity < 1:
+            raise ValueError(f"--init.init-opacity must be in (0, 1), got {self.init_opacity}")
+        if self.max_points < 0:
+            raise ValueError(f"--init.max-points must be >= 0, got {self.max_points}")
 
 
 def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 4096) -> Tensor:
@@ -87,23 +112,22 @@ def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 4096) -> Tensor:
 def init_gaussians(
     points: np.ndarray | None,
     colors: np.ndarray | None,
-    scene_center: np.ndarray,
-    scene_scale: float,
     sh_degree: int,
     cfg: InitConfig,
     extra_dims: dict[str, int] | None = None,
     seed: int = 0,
+    random_init: Callable[[torch.Generator], tuple[Tensor, Tensor]] | None = None,
 ) -> torch.nn.ParameterDict:
-    """Initial Gaussians from sparse points (when given) or uniformly at random.
+    """Initial Gaussians from sparse points (when given) or at random.
 
     Args:
         points: ``[P, 3]`` world points or None.
         colors: ``[P, 3]`` uint8 colours of ``points`` or None (grey).
-        scene_center: ``[3]`` centre for random init.
-        scene_scale: scene radius (see :attr:`Scene.scene_scale`).
         sh_degree: maximum SH degree (sets the width of ``shN``).
         extra_dims: extra per-Gaussian parameters, name -> width, e.g. ``{"features": 8}``;
             initialized with small random values (std 0.01).
+        random_init: ``generator -> (points [N, 3], colours [N, 3] in [0, 1])``, used when
+            ``points`` is None or empty (see :func:`ccl_gs.splat.seeding.random_points`).
     Returns:
         ParameterDict with raw parameters (see module docstring).
     """
@@ -117,11 +141,10 @@ def init_gaussians(
         if cfg.max_points and len(pts) > cfg.max_points:
             idx = torch.randperm(len(pts), generator=g)[: cfg.max_points]
             pts, rgb = pts[idx], rgb[idx]
+    elif random_init is not None:
+        pts, rgb = random_init(g)
     else:
-        c = torch.as_tensor(np.asarray(scene_center), dtype=torch.float32)
-        ext = cfg.random_extent * scene_scale
-        pts = c + ext * (torch.rand(cfg.n_random, 3, generator=g) * 2 - 1)
-        rgb = torch.rand(cfg.n_random, 3, generator=g)
+        raise ValueError("no sparse points and no random initialization given")
     N = pts.shape[0]
     dist = knn_mean_distance(pts).clamp_min(1e-7)
     scales = torch.log(dist * cfg.init_scale)[:, None].repeat(1, 3)

@@ -16,6 +16,7 @@ stage can reuse it (it adds a per-Gaussian feature and a loss term):
 from __future__ import annotations
 
 import inspect
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from ccl_gs.metrics.image import psnr, ssim
 from ccl_gs.runtime import CPU_TORCH_THREADS, device_for_run  # noqa: F401 (re-exported)
 from ccl_gs.splat._sh import MAX_DEGREE as MAX_SH_DEGREE
 from ccl_gs.splat.gaussians import InitConfig, LearningRates, init_gaussians, make_optimizers, render_rgb
+from ccl_gs.splat.seeding import focus_point, init_region, random_points, scene_focus  # noqa: F401 (re-exported)
 from ccl_gs.splat.strategy import DensifyConfig, make_strategy, strategy_state_to_cpu
 
 CHECKPOINT_VERSION = 1
@@ -78,32 +80,6 @@ class RGBTrainConfig:
             raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
 
 
-def focus_point(scene) -> np.ndarray | None:
-    """The least-squares closest point to all optical axes ``[3]``, or None when the axes are nearly
-    parallel (forward-facing captures) and no such point is well defined."""
-    c2w = scene.camtoworlds
-    o, d = c2w[:, :3, 3], c2w[:, :3, 2]
-    d = d / np.linalg.norm(d, axis=1, keepdims=True)
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for oi, di in zip(o, d):
-        P = np.eye(3) - np.outer(di, di)
-        A += P
-        b += P @ oi
-    if np.linalg.cond(A) > 1e4:
-        return None
-    return np.linalg.solve(A, b)
-
-
-def scene_focus(scene) -> np.ndarray:
-    """The point the cameras look at: ``[3]``.
-
-    :func:`focus_point`; when the axes are nearly parallel, the camera centroid.
-    """
-    p = focus_point(scene)
-    return scene.camera_centers.mean(0) if p is None else p
-
-
 def _backend(name: str) -> str | None:
     return None if name == "auto" else name
 
@@ -118,15 +94,16 @@ class Trainer:
         self.device = train_set.device if hasattr(train_set, "device") else device_for_run()
         torch.manual_seed(cfg.seed)
         self.scene_scale = float(scene.scene_scale)
+        self.init_region = None if scene.points is not None and len(scene.points) else init_region(scene, cfg.init)
+        region = self.init_region
         self.params = init_gaussians(
             scene.points,
             scene.point_colors,
-            scene_focus(scene),
-            self.scene_scale,
             cfg.sh_degree,
             cfg.init,
             extra_dims=extra_dims,
             seed=cfg.seed,
+            random_init=None if region is None else (lambda g: random_points(scene, region, cfg.init.n_random, g)),
         ).to(self.device)
         self.optimizers = make_optimizers(self.params, cfg.lr, self.scene_scale)
         self.strategy = make_strategy(cfg.densify)
@@ -379,6 +356,8 @@ def run(cfg: RGBTrainConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg)
     trainer = Trainer(cfg, train_set, scene)
+    if trainer.init_region is not None and status == "fresh":
+        print(f"{scene.name}: no sparse points; {trainer.init_region.describe()}", file=sys.stderr)
     ckpt_path = out / "ckpt" / "latest.pt"
     seconds_before = 0.0
     if status == "resume":

@@ -372,3 +372,46 @@ def test_negative_test_every_is_refused():
     assert split_views(3, 0) == {"train": [0, 1, 2], "test": []}
     with pytest.raises(ValueError, match="--test-every must be >= 0"):
         split_views(3, -1)
+
+
+# ----------------------------------------------------------------------------- downscaled copies made on the fly
+
+
+@pytest.mark.parametrize("fmt", ["nerfstudio", "colmap"])
+def test_missing_downscaled_images_are_made_once_and_reused(tmp_path, fmt):
+    scene = make_scene(tmp_path, distorted=False)
+    if fmt == "nerfstudio":
+        write_transforms_json(tmp_path / "transforms.json", scene)
+    else:
+        write_colmap_binary(tmp_path / "sparse" / "0", scene)
+    assert not (tmp_path / "images_2").exists()
+    half = load_scene(tmp_path, fmt, factor=2)
+    assert [p.parent.name for p in half.image_paths] == ["images_2"] * len(scene)
+    for p, full in zip(half.image_paths, scene.image_paths):
+        small, big = np.asarray(Image.open(p), np.float64), np.asarray(Image.open(full), np.float64)
+        assert small.shape == (H // 2, W // 2, 3)
+        # a filtered downscale, not a crop or a subsample: the copy keeps the mean colour and smooths
+        np.testing.assert_allclose(small.mean((0, 1)), big.mean((0, 1)), atol=4)
+        assert small.std() < big[::2, ::2].std()
+    assert half.cameras[0].fx == pytest.approx(scene.cameras[0].fx / 2)
+    stamp = [p.stat().st_mtime_ns for p in half.image_paths]
+    again = load_scene(tmp_path, fmt, factor=2)
+    assert [p.stat().st_mtime_ns for p in again.image_paths] == stamp
+    assert not [p for p in (tmp_path / "images_2").iterdir() if p.name.startswith(".")]
+
+
+def test_llff_missing_factor_folder_is_made_from_images(tmp_path):
+    write_llff(tmp_path)
+    (tmp_path / "images_4").rename(tmp_path / "images")  # full size is now 40x30 on disk
+    scene = load_scene(tmp_path, factor=2)
+    assert scene.image_paths[0].parent.name == "images_2"
+    assert Image.open(scene.image_paths[0]).size == (20, 15)
+    assert scene.cameras[0].fx == pytest.approx(150.0 * 20 / 160)
+
+
+def test_unwritable_downscale_folder_is_one_scene_error(tmp_path):
+    scene = make_scene(tmp_path, distorted=False)
+    write_transforms_json(tmp_path / "transforms.json", scene)
+    (tmp_path / "images_2").write_text("a file where the folder should be")
+    with pytest.raises(SceneError, match="images_2"):
+        load_scene(tmp_path, factor=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,48 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
     )
+
+
+def downscaled_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    """Size of an image downscaled by ``factor`` (rounded, at least 1 pixel): nerfstudio's and gsplat's rule."""
+    return max(1, int(round(width / factor))), max(1, int(round(height / factor)))
+
+
+def ensure_downscaled(sources: list[Path], outputs: list[Path], factor: int) -> None:
+    """Make each missing ``outputs[i]``: ``sources[i]`` downscaled by ``factor``.
+
+    The cache nerfstudio (``images_N/``) and gsplat's parsers keep beside the full-size images:
+    made once, atomically per file, and reused; existing files are never rewritten. Bicubic with
+    antialiasing (PIL), alpha kept, JPEGs at quality 95.
+
+    Raises:
+        SceneError: a source is missing or unreadable, or an output cannot be written.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from ccl_gs.io.artifacts import atomic_path
+
+    todo = [(src, dst) for src, dst in zip(sources, outputs) if not dst.exists()]
+    if not todo:
+        return
+    folders = sorted({str(dst.parent) for _, dst in todo})
+    print(f"downscaling {len(todo)} images by {factor} into {', '.join(folders)}", file=sys.stderr)
+    for src, dst in todo:
+        try:
+            with Image.open(src) as im:
+                im.load()
+                small = im.resize(downscaled_size(im.width, im.height, factor), Image.Resampling.BICUBIC)
+                fmt = im.format or "PNG"
+        except FileNotFoundError:
+            raise SceneError(f"missing image: {src}") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise SceneError(f"unreadable image {src}: {e}") from None
+        opts = {"quality": 95} if fmt == "JPEG" else {}
+        try:
+            with atomic_path(dst) as tmp:
+                small.save(tmp, format=fmt, **opts)
+        except OSError as e:
+            raise SceneError(f"cannot write {dst}: {e.strerror or e}") from None
 
 
 def read_json_file(path: Path) -> Any:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccl_gs.data.readers._common import check_finite_poses, image_size
+from ccl_gs.data.readers._common import check_finite_poses, ensure_downscaled, image_size
 from ccl_gs.data.scene import Camera, Scene, SceneError, register_reader
 from ccl_gs.io.artifacts import atomic_write_bytes, atomic_write_text
 
@@ -353,7 +353,8 @@ def read_colmap(
         images_dir: image folder relative to ``root`` (default ``images``, or
             ``images_{factor}``).
         factor: picks ``images_{factor}`` when ``images_dir`` is not given
-            (1 = ``images``). Intrinsics are rescaled to each image's size on disk.
+            (1 = ``images``); missing downscaled images are made from ``images/`` and kept.
+            Intrinsics are rescaled to each image's size on disk.
         sparse_dir: model folder relative to ``root`` (default: auto).
         load_points: read ``points3D`` when present.
 
@@ -372,7 +373,9 @@ def read_colmap(
     if factor < 1:
         raise SceneError(f"{root}: factor must be >= 1, got {factor}")
     img_folder = root / (images_dir or ("images" if factor == 1 else f"images_{factor}"))
-    if not img_folder.is_dir():
+    full_size = root / "images"
+    make_small = images_dir is None and factor > 1 and full_size.is_dir()
+    if not img_folder.is_dir() and not make_small:
         raise SceneError(f"image folder not found: {img_folder}")
 
     cam_path = find_model_file(model, "cameras")
@@ -383,6 +386,8 @@ def read_colmap(
     if not imgs:
         raise SceneError(f"{img_path}: no registered images")
 
+    if make_small:
+        ensure_downscaled([full_size / im.name for im in imgs], [img_folder / im.name for im in imgs], factor)
     paths, cameras, viewmats = [], [], []
     converted: dict[int, Camera] = {}
     for im in imgs:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccl_gs.data.readers._common import check_finite_poses, image_size, list_images
+from ccl_gs.data.readers._common import check_finite_poses, ensure_downscaled, image_size, list_images
 from ccl_gs.data.readers.colmap import find_model_file, read_cameras, read_points3d, to_camera
 from ccl_gs.data.scene import Camera, Scene, SceneError, register_reader
 
@@ -77,7 +77,8 @@ def read_llff(
 
     Args:
         root: folder with ``poses_bounds.npy`` and ``images/`` and/or ``images_N/``.
-        factor: picks ``images_{factor}`` (1 = ``images/``); default: ``images/``
+        factor: picks ``images_{factor}`` (1 = ``images/``; a missing ``images_{factor}`` is made
+            from ``images/`` and kept); default: ``images/``
             if present, else the smallest available factor.
         images_dir: explicit image folder relative to ``root`` (overrides ``factor``).
         load_points: read ``sparse/0/points3D.{bin,txt}`` when present.
@@ -105,6 +106,9 @@ def read_llff(
         if factor < 1:
             raise SceneError(f"{root}: factor must be >= 1, got {factor}")
         images_dir = "images" if factor == 1 else f"images_{factor}"
+        if factor > 1 and (root / "images").is_dir():
+            full = list_images(root / "images")
+            ensure_downscaled(full, [root / images_dir / p.name for p in full], factor)
     folder = root / images_dir
     paths = list_images(folder)
     if len(paths) != len(pb):

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ccl_gs.data.readers._common import GL_TO_CV, as_matrix, image_size, read_json_file
+from ccl_gs.data.readers._common import GL_TO_CV, as_matrix, ensure_downscaled, image_size, read_json_file
 from ccl_gs.data.scene import Camera, Scene, SceneError, register_reader
 from ccl_gs.io.artifacts import write_json
 
@@ -96,7 +96,8 @@ def read_nerfstudio(
     Args:
         root: folder with ``transforms.json`` and the images it lists.
         factor: read ``images_{factor}/<name>`` instead of ``file_path`` (nerfstudio's
-            downscaled copies); intrinsics are rescaled to the images on disk.
+            downscaled copies; missing ones are made from ``file_path`` and kept); intrinsics
+            are rescaled to the images on disk.
         original_frame: undo ``applied_transform`` (back to the COLMAP world frame).
         load_points: read the point cloud at ``ply_file_path`` when given.
         transforms_file: name of the JSON file inside ``root``.
@@ -121,6 +122,9 @@ def read_nerfstudio(
         A[:3] = as_matrix(meta["applied_transform"], (3, 4), path, "applied_transform")
     A_inv = np.linalg.inv(A)
 
+    if factor > 1:
+        ensure_downscaled([root / str(fr["file_path"]) for fr in frames],
+                          [_image_path(root, str(fr["file_path"]), factor) for fr in frames], factor)
     paths, cameras, c2ws = [], [], []
     for fr in frames:
         img = _image_path(root, str(fr["file_path"]), factor)
