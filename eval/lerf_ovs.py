@@ -10,7 +10,7 @@ bilinearly unless ``--resize error``). ``frame_stem`` is the label file's stem
 (``frame_00041``); ``query_slug`` is the category in lower case with runs of
 other characters replaced by ``_`` (``rubber_duck_with_hat``). Every labelled
 frame and every category must have a render. Protocol details:
-``ccl_gs/metrics/lerf_ovs.py``. Exit status 2 on bad input or an ``--out``
+``ccl_gs/metrics/lerf_ovs/``. Exit status 2 on bad input or an ``--out``
 that names a folder, with a one-line message naming the file.
 """
 
