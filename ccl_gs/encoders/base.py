@@ -93,6 +93,9 @@ class DenseImageEncoder(abc.ABC):
     """Identifier recorded in manifests; a stage refuses features of another name."""
     dim: int
     """Feature size E."""
+    cell: int
+    """Input pixels per feature cell (a ViT's patch size): cell ``(i, j)`` covers input rows
+    ``[cell * i, cell * (i + 1))`` and likewise columns."""
 
     @abc.abstractmethod
     def encode_image(self, image: Tensor, view: int | None = None) -> Tensor:

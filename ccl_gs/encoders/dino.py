@@ -74,15 +74,25 @@ class DinoEncoder(DenseImageEncoder):
         short_side: the image is resized so that its shorter side has this many pixels (LERF: 500).
         device: defaults to CUDA when available, else CPU.
         model: an already built timm ViT (tests use tiny random-weight ones); skips loading.
+        facet: ``"key"`` (LERF: the keys of the last block's attention) or
+            ``"tokens"`` (3D-OVS: the last block's output tokens, before the final norm).
+
+    ``short_side = 0`` keeps the image's own size (3D-OVS feeds its 1/5-resolution image as is).
     """
 
+    FACETS = ("key", "tokens")
+
     def __init__(self, model_name: str = DINO_MODEL, checkpoint: str | None = None, short_side: int = 500,
-                 device: str | torch.device | None = None, model: torch.nn.Module | None = None, **_: Any) -> None:
+                 device: str | torch.device | None = None, model: torch.nn.Module | None = None,
+                 facet: str = "key", **_: Any) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = (model if model is not None else load_dino(model_name, checkpoint)).to(self.device).eval()
-        if short_side < 8:
-            raise ValueError(f"DINO short_side must be >= 8, got {short_side}")
+        if short_side != 0 and short_side < 8:
+            raise ValueError(f"DINO short_side must be 0 (native size) or >= 8, got {short_side}")
+        if facet not in self.FACETS:
+            raise ValueError(f"DINO facet must be one of {self.FACETS}, got '{facet}'")
         self.short_side = int(short_side)
+        self.facet = facet
         blocks = getattr(self.model, "blocks", None)
         if not blocks:
             raise EncoderLoadError(f"DINO model {model_name} has no transformer blocks (a timm ViT is needed)")
@@ -90,10 +100,17 @@ class DinoEncoder(DenseImageEncoder):
         self.heads = int(attn.num_heads)
         self.patch = int(self.model.patch_embed.patch_size[0])
         self.prefix = int(getattr(self.model, "num_prefix_tokens", 1))
+        self.cell = self.patch
+        """Input pixels per feature cell."""
         self.dim = int(attn.qkv.out_features // 3)
         self.name = f"dino:{model_name}/{Path(checkpoint).name if checkpoint else ('given' if model is not None else 'hub')}"
+        if facet != "key":
+            self.name += f"/{facet}"
         self._keys: Tensor | None = None
-        attn.qkv.register_forward_hook(self._hook)
+        if facet == "key":
+            attn.qkv.register_forward_hook(self._hook)
+        else:
+            blocks[-1].register_forward_hook(self._hook_tokens)
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device)[:, None, None]
         self.std = torch.tensor(IMAGENET_STD, device=self.device)[:, None, None]
 
@@ -101,14 +118,22 @@ class DinoEncoder(DenseImageEncoder):
         B, N, C3 = output.shape
         self._keys = output.reshape(B, N, 3, C3 // 3)[:, :, 1]  # [B, N, C]: heads x head_dim, flattened
 
+    def _hook_tokens(self, module, inputs, output: Tensor) -> None:
+        self._keys = output  # [B, N, C]: the block's output tokens
+
     @torch.no_grad()
     def encode_image(self, image: Tensor, view: int | None = None) -> Tensor:
-        """``[H, W, 3]`` float in [0, 1] -> ``[h, w, dim]`` float32 key features (one per patch)."""
+        """``[H, W, 3]`` float in [0, 1] -> ``[h, w, dim]`` float32 features of :attr:`facet` (one per patch)."""
         H, W = int(image.shape[0]), int(image.shape[1])
-        s = self.short_side / min(H, W)
-        h, w = max(round(H * s), self.patch), max(round(W * s), self.patch)
         x = image.permute(2, 0, 1)[None].to(self.device, torch.float32)
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        if self.short_side:
+            s = self.short_side / min(H, W)
+            h, w = max(round(H * s), self.patch), max(round(W * s), self.patch)
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        else:
+            h, w = max(H, self.patch), max(W, self.patch)
+            if (h, w) != (H, W):
+                x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         gh, gw = h // self.patch, w // self.patch
         x = x[..., : gh * self.patch, : gw * self.patch]
         x = (x - self.mean) / self.std

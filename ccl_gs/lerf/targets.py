@@ -33,12 +33,14 @@ from torch import Tensor
 
 from ccl_gs.config import add_arguments, from_args, to_dict
 from ccl_gs.encoders.dino import DINO_MODEL
-from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, EncoderLoadError
+from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from ccl_gs.encoders.oracle import OracleConfig, OracleDinoConfig
-from ccl_gs.interrupt import RESUME, Interrupted
 from ccl_gs.interrupt import report as report_interrupt
 from ccl_gs.io.artifacts import parse_shard as _parse_shard
-from ccl_gs.io.artifacts import ArtifactError, Manifest, check_out_dir, file_hash, load_npz, save_npz_atomic
+from ccl_gs.io.artifacts import ArtifactError, Manifest
+from ccl_gs.io.view_targets import TargetsRun, TargetStage, compute_view_targets, load_view_targets
+from ccl_gs.io.view_targets import build_manifest as _build_manifest
+from ccl_gs.io.view_targets import scene_views as _scene_views
 from ccl_gs.lerf.pyramid import PyramidConfig, TileGrid, pad_grid, tile_grids
 
 TARGETS_KIND = "lerf_targets"
@@ -65,18 +67,6 @@ class TargetsConfig:
     oracle: OracleConfig = field(default_factory=OracleConfig)
     oracle_dino: OracleDinoConfig = field(default_factory=OracleDinoConfig)
     pyramid: PyramidConfig = field(default_factory=PyramidConfig)
-
-
-@dataclass
-class TargetsRun:
-    """How one run goes about it (never changes the outputs)."""
-
-    out: Path = field(default=Path("outputs/scene/lerf_targets"), metadata={"help": "Targets folder."})
-    shard: str = field(default="0/1", metadata={"help": "i/n: compute the views j with j mod n = i."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a folder of another config or inputs."})
-    batch_size: int = field(default=64, metadata={"help": "Tiles per encoder batch."})
-    device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if available, else cpu)."})
-    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
 
 class TargetsError(RuntimeError):
@@ -129,28 +119,42 @@ def _comparable(cfg: TargetsConfig) -> dict[str, Any]:
     return d
 
 
+def _encoders(cfg: TargetsConfig) -> dict[str, tuple[str, dict[str, Any]]]:
+    validate(cfg)
+    return {"clip_encoder": (cfg.clip_encoder, clip_options(cfg)), "dino_encoder": (cfg.dino_encoder, dino_options(cfg))}
+
+
+def _geometry(cfg: TargetsConfig, height: int, width: int) -> dict[str, Any]:
+    return {"grids": [g.__dict__ for g in tile_grids(height, width, cfg.pyramid)]}
+
+
+def _encode_view(cfg: TargetsConfig, extra: dict[str, Any], item: dict[str, Any], encoders: dict[str, Any],
+                 run: TargetsRun) -> dict[str, np.ndarray]:
+    """The pyramid (``clip_<level> [rows + 1, cols + 1, D]``) and the DINO map (``dino [h, w, E]``) of one view, float16."""
+    image, vi = item["image"], int(item["index"])
+    arrays: dict[str, np.ndarray] = {}
+    for lv, g in enumerate(TileGrid(**g) for g in extra["grids"]):
+        emb = encoders["clip_encoder"].encode_tiles(image, g.boxes(), view=vi, batch_size=run.batch_size)  # [rows * cols, D]
+        arrays[f"clip_{lv}"] = pad_grid(emb.view(g.rows, g.cols, -1)).half().numpy()
+    arrays["dino"] = encoders["dino_encoder"].encode_image(image, view=vi).half().numpy()
+    return arrays
+
+
+STAGE = TargetStage(
+    kind=TARGETS_KIND, version=TARGETS_VERSION, title="LERF targets", command="python -m ccl_gs.lerf.targets",
+    error=TargetsError, encoders=_encoders, comparable=_comparable, geometry=_geometry, encode=_encode_view,
+)
+"""LERF's target stage on the shared per-view machinery (:mod:`ccl_gs.io.view_targets`)."""
+
+
 def scene_views(cfg: TargetsConfig, device: torch.device | str = "cpu"):
     """The scene and its training views at the run's resolution (the RGB trainers' rule)."""
-    from ccl_gs.splat.trainer import load_run_scene, make_dataset
-
-    scene = load_run_scene(cfg)
-    return scene, make_dataset(cfg, scene, "train", device)
+    return _scene_views(cfg, device)
 
 
 def build_manifest(cfg: TargetsConfig, scene, views) -> Manifest:
     """The expected manifest of ``cfg`` on these views (without the encoder specs, added when they are built)."""
-    stems = [Path(scene.image_paths[i]).stem for i in views.indices]
-    if len(set(stems)) != len(stems):
-        raise TargetsError(f"{cfg.data}: training images share file stems; targets are stored per stem")
-    sizes = {(c.width, c.height) for c in views.cameras}
-    if len(sizes) != 1:
-        raise TargetsError(f"{cfg.data}: training views differ in size {sorted(sizes)}; LERF's pyramid needs one size")
-    (w, h), = sizes
-    grids = tile_grids(h, w, cfg.pyramid)
-    inputs = {"images": {s: file_hash(scene.image_paths[i]) for s, i in zip(stems, views.indices)}}
-    extra = {"stems": stems, "views": list(views.indices), "width": w, "height": h,
-             "grids": [g.__dict__ for g in grids]}
-    return Manifest(TARGETS_KIND, TARGETS_VERSION, _comparable(cfg), inputs, extra)
+    return _build_manifest(STAGE, cfg, scene, views)
 
 
 @dataclass
@@ -175,105 +179,16 @@ class Targets:
         return self.manifest.extra["dino_encoder"]
 
 
-def _view_file(out: Path, stem: str) -> Path:
-    return out / "views" / f"{stem}.npz"
-
-
-def _done(path: Path, fingerprint: str) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        return str(load_npz(path, ("fingerprint",))["fingerprint"]) == fingerprint
-    except ArtifactError:
-        return False
-
-
 def compute_targets(cfg: TargetsConfig, run: TargetsRun, clip_encoder=None, dino_encoder=None) -> dict[str, Any]:
     """Compute (or resume, or reuse) the targets of ``cfg`` into ``run.out``; returns a summary.
 
     ``clip_encoder`` / ``dino_encoder``: already built encoders (tests);
     otherwise built from the config through the encoder registry.
     """
-
-    from ccl_gs.encoders import build_encoder, encoder_spec
-    from ccl_gs.runtime import device_for_run
-
     validate(cfg)
-    shard = parse_shard(run.shard)
-    out = check_out_dir(run.out)
-    device = device_for_run(run.device)
-    scene, views = scene_views(cfg)
-    man = build_manifest(cfg, scene, views)
-    old = None
-    if (out / "manifest.json").is_file():
-        old = Manifest.load(out)
-        if old.kind != TARGETS_KIND:
-            raise TargetsError(f"{out} holds a '{old.kind}' artifact, not LERF targets; choose another --out")
-        if old.fingerprint() != man.fingerprint():
-            if not run.overwrite:
-                changed = sorted(k for k in set(old.config) | set(man.config) if old.config.get(k) != man.config.get(k))
-                if old.inputs != man.inputs:
-                    changed.append("images")
-                raise TargetsError(
-                    f"{out} holds targets of another config or inputs ({', '.join(changed) or 'version'}); "
-                    "pass --overwrite or choose another --out"
-                )
-            (out / "manifest.json").unlink()
-            old = None
-    fp = man.fingerprint()
-    stems = man.extra["stems"]
-    todo = [j for j in range(len(stems)) if j % shard[1] == shard[0] and not _done(_view_file(out, stems[j]), fp)]
-    try:
-        if clip_encoder is None:
-            clip_encoder = build_encoder(cfg.clip_encoder, **clip_options(cfg), device=device, batch_size=run.batch_size)
-        if dino_encoder is None:
-            dino_encoder = build_encoder(cfg.dino_encoder, **dino_options(cfg), device=device)
-    except EncoderLoadError as e:
-        raise TargetsError(str(e)) from e
-    man.extra["clip_encoder"] = encoder_spec(cfg.clip_encoder, clip_encoder, **clip_options(cfg))
-    man.extra["dino_encoder"] = encoder_spec(cfg.dino_encoder, dino_encoder, **dino_options(cfg))
-    if old is not None:
-        for key in ("clip_encoder", "dino_encoder"):
-            if old.extra.get(key, {}).get("name") != man.extra[key]["name"]:
-                raise TargetsError(
-                    f"{out} was computed with {key} '{old.extra.get(key, {}).get('name')}', this run builds "
-                    f"'{man.extra[key]['name']}'; pass --overwrite or choose another --out"
-                )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        man.save(out)
-    grids = [TileGrid(**g) for g in man.extra["grids"]]
-    try:
-        _encode_views(todo, views, stems, grids, clip_encoder, dino_encoder, out, fp, run, shard)
-    except KeyboardInterrupt:
-        kept = sum(_done(_view_file(out, s), fp) for s in stems)
-        raise Interrupted(f"interrupted: {kept} of {len(stems)} views kept in {out}; {RESUME}") from None
-    missing = [s for s in stems if not _done(_view_file(out, s), fp)]
-    return {"out": str(out), "views": len(stems), "computed": len(todo), "missing": missing,
-            "clip": man.extra["clip_encoder"]["name"], "dino": man.extra["dino_encoder"]["name"]}
-
-
-def _encode_views(todo: list[int], views, stems: list[str], grids: list[TileGrid], clip_encoder, dino_encoder,
-                  out: Path, fp: str, run: TargetsRun, shard: tuple[int, int]) -> None:
-    """Encode the pyramid and DINO map of each view in ``todo`` into its file (atomic, one file per view)."""
-    from tqdm import tqdm
-
-    for j in tqdm(todo, desc=f"lerf targets {shard[0]}/{shard[1]}", disable=not run.progress, dynamic_ncols=True):
-        item = views[j]
-        image = item["image"]
-        vi = int(item["index"])
-        arrays: dict[str, np.ndarray] = {}
-        with torch.no_grad():
-            for lv, g in enumerate(grids):
-                emb = clip_encoder.encode_tiles(image, g.boxes(), view=vi, batch_size=run.batch_size)  # [rows * cols, D]
-                if not torch.isfinite(emb).all():
-                    raise TargetsError(f"CLIP encoder gave non-finite embeddings on {stems[j]} level {lv}")
-                arrays[f"clip_{lv}"] = pad_grid(emb.view(g.rows, g.cols, -1)).half().numpy()
-            dino = dino_encoder.encode_image(image, view=vi)
-            if not torch.isfinite(dino).all():
-                raise TargetsError(f"DINO encoder gave non-finite features on {stems[j]}")
-            arrays["dino"] = dino.half().numpy()
-        save_npz_atomic(_view_file(out, stems[j]), fingerprint=np.array(fp), **arrays)
+    given = {k: v for k, v in (("clip_encoder", clip_encoder), ("dino_encoder", dino_encoder)) if v is not None}
+    s = compute_view_targets(STAGE, cfg, run, given)
+    return {**s, "clip": s.pop("clip_encoder"), "dino": s.pop("dino_encoder")}
 
 
 def load_targets(folder: str | Path, cfg: TargetsConfig | None = None) -> Targets:
@@ -286,43 +201,11 @@ def load_targets(folder: str | Path, cfg: TargetsConfig | None = None) -> Target
         TargetsError: missing, incomplete, stale or for another scene; the
             message names the folder and the command that fixes it.
     """
-    folder = Path(folder)
-    try:
-        man = Manifest.load(folder, kind=TARGETS_KIND)
-    except ArtifactError as e:
-        raise TargetsError(f"no LERF targets at {folder} ({e}); run python -m ccl_gs.lerf.targets first") from None
-    if man.format_version != TARGETS_VERSION:
-        raise TargetsError(f"{folder}: targets of format {man.format_version}, expected {TARGETS_VERSION}; recompute them")
-    if cfg is not None:
-        want = {"data": str(Path(cfg.data).resolve()), "format": cfg.format, "factor": cfg.factor, "test_every": cfg.test_every}
-        diff = [k for k, v in want.items() if man.config.get(k) != v]
-        if diff:
-            raise TargetsError(
-                f"targets in {folder} were computed for another scene setting ({', '.join(diff)}: "
-                f"{', '.join(str(man.config.get(k)) for k in diff)}); recompute them for this run"
-            )
-        scene, views = scene_views(from_dict_targets(man.config))
-        now = build_manifest(from_dict_targets(man.config), scene, views)
-        if now.inputs != man.inputs:
-            raise TargetsError(f"targets in {folder} are stale: the scene's images changed; recompute them (--overwrite)")
-    fp = man.fingerprint()
-    stems = man.extra["stems"]
-    files = [_view_file(folder, s) for s in stems]
-    missing = [s for s, f in zip(stems, files) if not _done(f, fp)]
-    if missing:
-        raise TargetsError(
-            f"targets in {folder} are incomplete ({len(missing)} of {len(stems)} views missing, e.g. {missing[0]}); "
-            "re-run python -m ccl_gs.lerf.targets with the same options"
-        )
+    man, arrays = load_view_targets(STAGE, folder, cfg, from_dict_targets)
     grids = [TileGrid(**g) for g in man.extra["grids"]]
-    clip: list[list[Tensor]] = [[] for _ in grids]
-    dino = []
-    for f in files:
-        z = load_npz(f, tuple(f"clip_{lv}" for lv in range(len(grids))) + ("dino",))
-        for lv in range(len(grids)):
-            clip[lv].append(torch.from_numpy(z[f"clip_{lv}"]))
-        dino.append(torch.from_numpy(z["dino"]))
-    return Targets(man, grids, [torch.stack(c) for c in clip], torch.stack(dino), list(man.extra["views"]))
+    clip = [torch.stack([torch.from_numpy(a[f"clip_{lv}"]) for a in arrays]) for lv in range(len(grids))]
+    dino = torch.stack([torch.from_numpy(a["dino"]) for a in arrays])
+    return Targets(man, grids, clip, dino, list(man.extra["views"]))
 
 
 def from_dict_targets(d: dict[str, Any]) -> TargetsConfig:
