@@ -60,8 +60,12 @@ sys.path.insert(0, str(REPO))
 from ccl_gs.io.artifacts import write_json  # noqa: E402
 
 PY = sys.executable
-LEVELS = {0: 0.0, 1: 0.15, 2: 0.3}
+from ccl_gs.data.synthetic.simulate import ORACLE_LEVELS  # noqa: E402
+
+LEVELS = {k: v["noise"] for k, v in ORACLE_LEVELS.items()}
 """Simulation level -> oracle feature noise."""
+DRIFT = {k: v["drift"] for k, v in ORACLE_LEVELS.items()}
+"""Simulation level -> oracle structured drift (level 3)."""
 
 
 def sh(*args: str) -> None:
@@ -289,7 +293,7 @@ def main() -> int:
                    f"write_simulation(sys.argv[1], SimConfig(level={level}))", str(scene))
                 sh("preprocess/run.py", "--data", str(scene), "--out", str(pre), "--mask-source", "precomputed",
                "--track-source", "precomputed", "--encoder", "oracle", "--oracle.scene-root", str(scene),
-                   "--oracle.noise", str(LEVELS[level]), "--merge.min-visible-area", "10", "--no-progress",
+                   "--oracle.noise", str(LEVELS[level]), "--oracle.drift", str(DRIFT[level]), "--merge.min-visible-area", "10", "--no-progress",
                    "--overwrite")
             for method, n, seed in runs(args.methods, args.n, args.seeds):
                 d = lvl_dir / (f"{method}_n{n}_seed{seed}" if n else f"{method}_seed{seed}")
@@ -298,6 +302,7 @@ def main() -> int:
                     sh("-m", "ccl_gs.lerf", "--data", str(scene), "--out", str(d / "lerf"), "--preset", "cpu",
                        "--target.clip-encoder", "oracle", "--target.dino-encoder", "oracle_dino",
                        "--target.oracle.scene-root", str(scene), "--target.oracle.noise", str(LEVELS[level]),
+                       "--target.oracle.drift", str(DRIFT[level]),
                        "--seed", str(seed), "--threads", str(args.lerf_threads), "--no-progress")
                     run_dir = d / "lerf"
                 else:
@@ -313,7 +318,7 @@ def main() -> int:
                 rj = json.loads((d / "render" / "render.json").read_text())
                 row = {
                     "scene": scene_seed, "seed": seed, "n_prototypes": n, "level": level,
-                    "oracle_noise": LEVELS[level], "method": method,
+                    "oracle_noise": LEVELS[level], "oracle_drift": DRIFT[level], "method": method,
                     "miou": ev["miou"], "loc_acc": ev["loc_acc"], "pairs": ev["n_pairs"],
                     **(lerf_selection_quality if method == "lerf" else selection_quality)(run_dir, scene, labels),
                     "query_ms_per_view": 1000 * rj["seconds_per_view_all_queries"],

@@ -11,7 +11,11 @@ Stands in for CLIP on synthetic scenes (:mod:`ccl_gs.data.synthetic`), so the
   pixels under it (background "floor" / "wall" included; pixels with no
   surface count as the text ``"<none>"``), normalized, plus optional noise
   seeded by the view and the mask's pixels (so the same mask in the same
-  view always gets the same vector, different views differ).
+  view always gets the same vector, different views differ);
+* optional *structured* inconsistency (``drift > 0``, :mod:`ccl_gs.encoders.drift`):
+  per view, a mask drifts toward what occludes it, toward its dominant part's
+  concept and toward look-alike concepts of its class (a simulation of how
+  real CLIP crops disagree across views; 0 leaves the oracle unchanged).
 
 Registered as ``"oracle"``::
 
@@ -33,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ccl_gs.encoders import drift
 from ccl_gs.encoders.base import ImageTextEncoder, register_encoder
 
 NONE_TEXT = "<none>"
@@ -53,6 +58,23 @@ class OracleConfig:
         default=0.0, metadata={"help": "Relative size of the view-dependent noise added to mask embeddings (0 = exact)."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of the text embeddings and the noise."})
+    drift: float = field(
+        default=0.0,
+        metadata={
+            "help": "Strength of the structured view inconsistency (occluders, part / whole, look-alike concepts; "
+            "ccl_gs.encoders.drift); 0 = none."
+        },
+    )
+
+
+def _resample(a: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resample of a ground-truth map ``[Hg, Wg]`` to ``size`` (pixel centres)."""
+    H, W = size
+    if tuple(a.shape) == (H, W):
+        return a
+    rows = ((torch.arange(H) + 0.5) * a.shape[0] / H).long().clamp_(max=a.shape[0] - 1)
+    cols = ((torch.arange(W) + 0.5) * a.shape[1] / W).long().clamp_(max=a.shape[1] - 1)
+    return a[rows][:, cols]
 
 
 def normalize_text(text: str) -> str:
@@ -81,23 +103,35 @@ class OracleEncoder(ImageTextEncoder):
         seed: seed of text embeddings and noise.
     """
 
-    def __init__(self, scene_root: str | Path | None = None, dim: int = 512, noise: float = 0.0, seed: int = 0, **_: Any) -> None:
+    def __init__(
+        self, scene_root: str | Path | None = None, dim: int = 512, noise: float = 0.0, seed: int = 0, drift: float = 0.0, **_: Any
+    ) -> None:
         if dim < 2:
             raise ValueError(f"oracle encoder: dim must be >= 2, got {dim}")
         if noise < 0:
             raise ValueError(f"oracle encoder: noise must be >= 0, got {noise}")
+        if not drift >= 0:
+            raise ValueError(f"oracle encoder: drift must be >= 0, got {drift}")
         self.dim = int(dim)
         self.noise = float(noise)
         self.seed = int(seed)
+        self.drift = float(drift)
         self.scene_root = Path(scene_root) if scene_root is not None else None
-        self.name = f"oracle:dim={self.dim},noise={self.noise:g},seed={self.seed}"
+        self.name = f"oracle:dim={self.dim},noise={self.noise:g},seed={self.seed}" + (f",drift={self.drift:g}" if self.drift else "")
         self._gt = None
         self._class_emb: Tensor | None = None
 
     # ------------------------------------------------------------------ text
-    def _embed(self, text: str) -> Tensor:
+    def _plain(self, text: str) -> Tensor:
         g = torch.Generator().manual_seed(_seed_of("text", self.seed, normalize_text(text)))
         return F.normalize(torch.randn(self.dim, generator=g, dtype=torch.float32), dim=0)
+
+    def _embed(self, text: str) -> Tensor:
+        t = normalize_text(text)
+        owner = drift.confuser_owner().get(t) if self.drift > 0 else None
+        if owner is None:
+            return self._plain(t)
+        return drift.confuser_vector(self._plain(owner), t, self._plain(t), self.seed)
 
     def encode_text(self, texts: Sequence[str]) -> Tensor:
         """``T`` strings -> ``[T, D]`` float32, unit norm (deterministic per normalized text)."""
@@ -145,11 +179,7 @@ class OracleEncoder(ImageTextEncoder):
             raise ValueError("oracle encoder: encode_masks needs the view index (view=...)")
         gt = self.ground_truth
         H, W = int(masks.shape[-2]), int(masks.shape[-1])
-        cmap = torch.from_numpy(gt.view(int(view))["class_id"].astype(np.int64))  # [Hg, Wg]
-        if cmap.shape != (H, W):
-            rows = ((torch.arange(H) + 0.5) * cmap.shape[0] / H).long().clamp_(max=cmap.shape[0] - 1)
-            cols = ((torch.arange(W) + 0.5) * cmap.shape[1] / W).long().clamp_(max=cmap.shape[1] - 1)
-            cmap = cmap[rows][:, cols]
+        cmap = _resample(torch.from_numpy(gt.view(int(view))["class_id"].astype(np.int64)), (H, W))  # [H, W]
         E = self.class_embeddings()  # [C + 1, D]
         M = masks.shape[0]
         if M == 0:
@@ -160,8 +190,11 @@ class OracleEncoder(ImageTextEncoder):
         empty = counts.sum(1) == 0
         counts[empty, 0] = 1.0
         feats = F.normalize(counts @ E, dim=1)  # [M, D]
+        packed = np.packbits(m.numpy(), axis=1)
+        if self.drift > 0:
+            keys = [hashlib.sha256(packed[i].tobytes()).hexdigest() for i in range(M)]
+            feats = F.normalize(feats + self.drift * self._drift(masks, view, (H, W), keys), dim=1)
         if self.noise > 0:
-            packed = np.packbits(m.numpy(), axis=1)
             noise = torch.stack(
                 [
                     torch.randn(
@@ -176,6 +209,28 @@ class OracleEncoder(ImageTextEncoder):
             feats = F.normalize(feats + self.noise * noise, dim=1)
         return feats
 
+    def _drift(self, masks: Tensor, view: int, size: tuple[int, int], keys: list[str]) -> Tensor:
+        """:func:`ccl_gs.encoders.drift.drift_directions` of ``masks`` ``[M, H, W]`` in ``view``: ``[M, D]``."""
+        gt = self.ground_truth
+        g = gt.view(int(view))
+        maps = {k: _resample(torch.from_numpy(np.asarray(g[k])), size) for k in ("instance", "part", "class_id", "depth")}
+        maps = {k: (v.to(torch.float32) if k == "depth" else v.to(torch.int64)) for k, v in maps.items()}
+        inst_class = torch.from_numpy(gt.instance_class().astype(np.int64))
+        part_names = {int(p["id"]): p["name"] for p in gt.meta.get("parts", [])}
+        classes = list(gt.classes)
+
+        def part_text(pid: int) -> Tensor | None:
+            return self._embed(part_names[pid]) if pid in part_names else None
+
+        def confuser(v: int, cls: int) -> Tensor | None:
+            names = drift.CONFUSERS.get(classes[cls - 1]) if 0 < cls <= len(classes) else None
+            if not names:
+                return None
+            return self._embed(names[_seed_of("drift-pick", self.seed, v, classes[cls - 1]) % len(names)])
+
+        return drift.drift_directions(
+            masks.to(torch.bool).cpu(), maps, self.class_embeddings(), inst_class, part_text, confuser, int(view), self.seed, keys
+        )
 
     def encode_tiles(self, image: Tensor, boxes: Tensor, view: int | None = None, batch_size: int = 64) -> Tensor:
         """Encode square tiles by the classes under them (the part inside the image; no mask).

@@ -126,6 +126,11 @@ def test_track_swaps_and_losses(root):
 
 def test_bad_level_names_the_flag():
     with pytest.raises(ValueError, match="--sim.level"):
-        SimConfig(level=3).resolved()
+        SimConfig(level=4).resolved()
+    # level 3 (structured) has the masks and tracks of level 1; only its oracle features differ
+    from ccl_gs.data.synthetic.simulate import ORACLE_LEVELS
+
+    assert SimConfig(level=3).resolved() == SimConfig(level=1).resolved().__class__(**{**SimConfig(level=1).resolved().__dict__, "level": 3})
+    assert ORACLE_LEVELS[3]["drift"] > 0 and all(ORACLE_LEVELS[k]["drift"] == 0 for k in (0, 1, 2))
     with pytest.raises(ValueError, match="--sim.split"):
         SimConfig(split=1.5).resolved()

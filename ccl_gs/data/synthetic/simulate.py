@@ -49,15 +49,28 @@ PRESETS: dict[int, dict[str, float]] = {
     0: dict(boundary=0.0, split=0.0, merge=0.0, miss=0.0, score_noise=0.0, swap=0.0, lost=0.0),
     1: dict(boundary=1.5, split=0.05, merge=0.05, miss=0.05, score_noise=0.05, swap=0.05, lost=0.1),
     2: dict(boundary=3.0, split=0.15, merge=0.15, miss=0.15, score_noise=0.15, swap=0.2, lost=0.3),
+    3: dict(boundary=1.5, split=0.05, merge=0.05, miss=0.05, score_noise=0.05, swap=0.05, lost=0.1),
 }
-"""Strengths per ``level``: none, mild, strong."""
+"""Strengths per ``level``: none, mild, strong; level 3 ("structured") has level 1's masks and tracks
+(its features differ: :data:`ORACLE_LEVELS`)."""
+
+ORACLE_LEVELS: dict[int, dict[str, float]] = {
+    0: dict(noise=0.0, drift=0.0),
+    1: dict(noise=0.15, drift=0.0),
+    2: dict(noise=0.3, drift=0.0),
+    3: dict(noise=0.15, drift=1.0),
+}
+"""Oracle encoder options (``--oracle.noise``, ``--oracle.drift``) that go with each simulation level:
+isotropic feature noise at levels 0-2, and at level 3 the structured view inconsistency of
+:mod:`ccl_gs.encoders.drift` (occluders, part / whole, look-alike concepts) on top of level 1."""
+LEVEL_NAMES = {0: "none", 1: "mild", 2: "strong", 3: "structured"}
 
 
 @dataclass
 class SimConfig:
     """How imperfect the simulated masks and tracks are."""
 
-    level: int = field(default=1, metadata={"help": "Preset strength of all imperfections: 0 none, 1 mild, 2 strong."})
+    level: int = field(default=1, metadata={"help": "Preset strength of all imperfections: 0 none, 1 mild, 2 strong, 3 structured (masks of 1)."})
     seed: int = field(default=0, metadata={"help": "Seed of the simulated imperfections."})
     boundary: float | None = field(default=None, metadata={"help": "Max edge displacement in pixels (None = preset)."})
     split: float | None = field(default=None, metadata={"help": "Probability a mask is cut in two (None = preset)."})
@@ -71,7 +84,7 @@ class SimConfig:
     def resolved(self) -> "SimConfig":
         """A copy with every ``None`` strength filled from the ``level`` preset."""
         if self.level not in PRESETS:
-            raise ValueError(f"--sim.level must be 0, 1 or 2, got {self.level}")
+            raise ValueError(f"--sim.level must be 0, 1, 2 or 3, got {self.level}")
         vals = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in PRESETS[self.level].items()}
         for k in ("split", "merge", "miss", "swap", "lost", "score_noise"):
             if not 0.0 <= vals[k] <= 1.0:
