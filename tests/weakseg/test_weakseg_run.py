@@ -1,0 +1,101 @@
+"""The 3D-OVS method end to end on a tiny scene: a 2-step run, its render read by eval/ovs3d.py, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(ws_scene, tmp_path_factory):
+    from ccl_gs.weakseg.train import WeaksegConfig, run
+
+    out = tmp_path_factory.mktemp("wsrun") / "run"
+    cfg = WeaksegConfig(rgb_run=ws_scene["rgb"], out=out, targets=ws_scene["targets"], target=ws_scene["tcfg"],
+                        iterations=2, batch_pixels=256, patches=2, patch_cells=4, progress=False, joint_start=0.5)
+    return dict(cfg=cfg, metrics=run(cfg), out=out)
+
+
+def test_two_step_run_writes_a_queryable_field(trained):
+    from ccl_gs.weakseg.train import run
+
+    m, out = trained["metrics"], trained["out"]
+    assert m["iterations"] == 2 and m["method"] == "weakseg"
+    assert {"feature", "rda", "fda_pos", "fda_neg", "rgb"} <= set(m["last_losses"])  # step 2 is in the joint stage
+    for f in ("weakseg.pt", "point_cloud.ply", "config.json", "manifest.json", "metrics.json"):
+        assert (out / f).is_file(), f
+    assert not (out / "ckpt").exists()
+    assert run(trained["cfg"])["reused"] is True
+
+
+def test_render_writes_ovs3d_inputs_that_eval_reads(trained, ws_scene, tmp_path):
+    import ccl_gs.weakseg.query  # noqa: F401  (registers the run kind)
+    from ccl_gs.field.render import RenderConfig, render_queries
+
+    scene = ws_scene["scene"]
+    r = render_queries(RenderConfig(field_dir=trained["out"], out=tmp_path / "r", ovs3d_data=scene))
+    classes = json.loads((tmp_path / "r" / "ovs3d" / scene.name / "meta.json").read_text())["classes"]
+    assert r["levels"] == 1 and sorted(classes) == trained["metrics"]["classes"]
+    assert sum(r["selected"].values()) > 0 and any((tmp_path / "r" / "selection").glob("*.ply"))
+    assert any((tmp_path / "r" / "heatmap").rglob("*.png")) and any((tmp_path / "r" / "mask").rglob("*.png"))
+    res = subprocess.run([sys.executable, "eval/ovs3d.py", "--renders", str(tmp_path / "r" / "ovs3d"), "--data",
+                          str(scene.parent), "--scenes", scene.name, "--out", str(tmp_path / "e.json")],
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert 0.0 <= rep["mean_over_scenes"]["miou"] <= 1.0
+
+
+def test_a_changed_class_list_is_refused(trained, ws_scene, ws_config, tmp_path):
+    import ccl_gs.weakseg.query  # noqa: F401
+    from ccl_gs.field.language import QueryError
+    from ccl_gs.field.render import RenderConfig, render_queries
+    from ccl_gs.weakseg.train import WeaksegError, run
+
+    other = tmp_path / ws_scene["scene"].name
+    shutil.copytree(ws_scene["scene"] / "segmentations", other / "segmentations")
+    (other / "segmentations" / "classes.txt").write_text("cat\ndog\n")
+    with pytest.raises(QueryError, match="differs from the one this 3D-OVS field was trained on"):
+        render_queries(RenderConfig(field_dir=trained["out"], out=tmp_path / "r", ovs3d_data=other))
+    cfg = ws_config(trained["out"], iterations=2, joint_start=0.5, classes=other / "segmentations")
+    with pytest.raises(WeaksegError, match="another class list"):
+        run(cfg)
+
+
+def _cli(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ccl_gs.weakseg", *args], capture_output=True, text=True, cwd=REPO,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_bad_inputs_give_one_line_and_exit_2(ws_scene, tmp_path):
+    base = ["--rgb-run", str(ws_scene["rgb"]), "--targets", str(ws_scene["targets"]), "--iterations", "1",
+            "--target.clip-encoder", "oracle", "--target.dino-encoder", "oracle_dino", "--no-progress"]
+    (tmp_path / "noseg").mkdir()
+    cases = {
+        "classes.txt": base + ["--out", str(tmp_path / "a"), "--classes", str(tmp_path / "noseg")],
+        "clip encoder 'oracle'": ["--rgb-run", str(ws_scene["rgb"]), "--targets", str(ws_scene["targets"]),
+                                  "--out", str(tmp_path / "b"), "--target.dino-encoder", "oracle_dino"],
+    }
+    for needle, args in cases.items():
+        r = _cli(args)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_targets_of_another_stage_are_refused(ws_scene, tmp_path):
+    from ccl_gs.weakseg.targets import WeaksegTargetsError, load_targets
+
+    (tmp_path / "t").mkdir()
+    man = json.loads((ws_scene["targets"] / "manifest.json").read_text())
+    man["kind"] = "lerf_targets"
+    (tmp_path / "t" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(WeaksegTargetsError, match="no 3D-OVS targets"):
+        load_targets(tmp_path / "t")
