@@ -53,7 +53,7 @@ def preset(name: str, iterations: int | None, max_seconds: float) -> RGBTrainCon
             max_seconds=max_seconds,
             sh_degree=3,
             sh_degree_interval=max(iters // 4, 1),
-            init=InitConfig(n_random=20_000, random_extent=0.3),
+            init=InitConfig(n_random=20_000),
             densify=DensifyConfig(refine_start_iter=200, refine_stop_iter=int(iters * 0.55), refine_every=100),
         )
     raise SystemExit(f"unknown preset '{name}' (fern252 | fern504 | lego)")

@@ -26,6 +26,14 @@ project's CLIs. Reported per run:
         [--out bench/results/semantic.json]
     python bench/bench_semantic.py --merge part1.json part2.json --out bench/results/semantic.json
 
+One cell (a method x scene x seed x level) re-runs alone with
+``--methods M --scenes S --seeds K --levels L --out cell.json`` (its finished
+stages are reused unless removed from ``--work``); ``--merge`` then joins it
+with the rest. Each row records the commit that produced it and its config;
+the file records the machine and the command. On CPU the same command with
+the same seeds writes the same metrics (training is seeded; see
+``tests/test_reproducible.py``).
+
 Runs can be split over processes (disjoint ``--methods``, after one process
 has made the scenes and preprocessing) and merged afterwards.
 
@@ -58,6 +66,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ccl_gs.io.artifacts import write_json  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from provenance import commit, machine  # noqa: E402
 
 PY = sys.executable
 from ccl_gs.data.synthetic.simulate import ORACLE_LEVELS  # noqa: E402
@@ -325,6 +336,9 @@ def main() -> int:
                     "rgb_psnr": (json.loads((run_dir / "metrics.json").read_text())["psnr"] if method == "lerf"
                                  else rgb_m["psnr"]),
                     "seconds": time.perf_counter() - t0,
+                    "commit": commit(),
+                    "config": {"size": args.size, "rgb_iters": args.rgb_iters, "field_iters": args.field_iters,
+                               "codebook_iters": args.codebook_iters, "sim_seed": 0, "oracle_seed": 0},
                 }
                 rows.append(row)
                 print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
@@ -358,7 +372,8 @@ def main() -> int:
         lat[method] = latency_256(Path(field_dir), cats)
         print(f"query latency, {method} ({field_dir}), one 256x256 view, {len(cats)} queries: {lat[method]:.1f} ms")
     write_json(args.out,
-               {"rows": rows, "summary": summary, "query_ms_256": lat,
+               {"rows": rows, "summary": summary, "query_ms_256": lat, "machine": machine(),
+                "command": " ".join(sys.argv),
                 "args": {k: [str(x) for x in v] if k == "merge" and v else v for k, v in vars(args).items()}})
     return 0
 

@@ -20,13 +20,10 @@ Writes bench/results/simulation.json.
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -35,14 +32,10 @@ from ccl_gs.data.synthetic.consistency import feature_statistics  # noqa: E402
 from ccl_gs.data.synthetic.simulate import LEVEL_NAMES, ORACLE_LEVELS  # noqa: E402
 from ccl_gs.io.artifacts import write_json  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+from provenance import commit, machine  # noqa: E402
+
 VARIANTS = ("ccl", "ccl_gated", "no_pull_push")
-
-
-def commit() -> str:
-    """The checkout's commit (with ``+dirty`` when files differ from it)."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return head + ("+dirty" if dirty else "")
 
 
 def main() -> int:
@@ -56,7 +49,6 @@ def main() -> int:
     bad = [lv for lv in args.levels if lv not in ORACLE_LEVELS]
     if bad:
         ap.error(f"unknown level {bad[0]} (known: {sorted(ORACLE_LEVELS)})")
-    sys.path.insert(0, str(REPO / "bench"))
     from bench_semantic import sh  # noqa: E402  (the semantic benchmark's CLI runner)
 
     from ccl_gs.codebook import load_codebook
@@ -119,8 +111,7 @@ def main() -> int:
                 }
     out = {
         "rows": rows, "summary": summary, "levels": {str(k): {**ORACLE_LEVELS[k], "name": LEVEL_NAMES[k]} for k in args.levels},
-        "commit": commit(), "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                                        "cpu": platform.processor() or platform.machine()},
+        "commit": commit(), "machine": machine(),
         "command": " ".join(sys.argv),
     }
     write_json(args.out, out)

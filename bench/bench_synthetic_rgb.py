@@ -15,6 +15,7 @@ iteration and the Gaussian count.
 Presets:
   forward  128x128, 24 views on an LLFF-like grid facing the scene (target: PSNR >= 28)
   orbit    128x128, 24 views on a 360-degree ring around the scene
+  orbit_nopoints  the same orbit without sparse points: random initialization (target: PSNR >= 28)
 
 Also prints a pose sanity check that needs no training: the sparse points
 (3D, from the generator's depth) reprojected through the poses *as the LLFF
@@ -69,6 +70,7 @@ class Preset:
 PRESETS = {
     "forward": Preset(path="forward"),
     "orbit": Preset(path="orbit"),
+    "orbit_nopoints": Preset(path="orbit", points=0),
 }
 
 
@@ -98,6 +100,8 @@ def pose_check(root: Path) -> dict:
     from ccl_gs.data.scene import load_image
 
     scene = load_scene(root, "llff", factor=1)
+    if scene.points is None or not len(scene.points):
+        return {"inside": None, "median_rgb_err": None, "frac_err_below_16": None, "note": "no sparse points"}
     pts, cols = scene.points.astype(np.float64), scene.point_colors.astype(np.float64)
     inside, errs = [], []
     for v in range(len(scene.image_paths)):
@@ -178,7 +182,7 @@ def run_preset(name: str, iterations: int | None, max_seconds: float, work: Path
         "n_gaussians": m["n_gaussians"],
         "n_init_points": preset.points,
         "device": m["device"],
-        "target_psnr": TARGET_PSNR if name == "forward" else None,
+        "target_psnr": TARGET_PSNR if name in ("forward", "orbit_nopoints") else None,
         "config": dataclasses.asdict(cfg),
     }
 
