@@ -7,12 +7,15 @@
 #   raw                                          none: the field regresses the preprocess features directly
 #   lerf                                         the LERF baseline: CLIP pyramid / DINO targets -> NeRF with a
 #                                                language field (no masks, codebook or Gaussians)
+#   weakseg                                      the 3D-OVS method: multi-scale CLIP / DINO targets -> a language
+#                                                feature on the frozen RGB Gaussians, trained against the scene's
+#                                                class names (no masks or codebook)
 # The semantic field's --supervision is the stage-2 folder, whose kind selects the method; render.py
 # reads any trained run (a field or a LERF run) from query_dir.
 METHOD=${METHOD:-ccl_gated}
 case "$METHOD" in
-  ccl|ccl_gated|no_pull_push|pull_only|push_only|autoencoder|raw|lerf) ;;
-  *) echo "error: unknown METHOD=$METHOD (ccl | ccl_gated | no_pull_push | pull_only | push_only | autoencoder | raw | lerf)" >&2
+  ccl|ccl_gated|no_pull_push|pull_only|push_only|autoencoder|raw|lerf|weakseg) ;;
+  *) echo "error: unknown METHOD=$METHOD (ccl | ccl_gated | no_pull_push | pull_only | push_only | autoencoder | raw | lerf | weakseg)" >&2
      exit 2 ;;
 esac
 
@@ -39,9 +42,20 @@ run_stage2() {
 # is_lerf: the LERF baseline replaces preprocess, stage 2, RGB Gaussians and the field by one NeRF stage.
 is_lerf() { [ "$METHOD" = lerf ]; }
 
+# is_weakseg: the 3D-OVS method replaces preprocess, stage 2 and the field by one stage on the RGB Gaussians.
+is_weakseg() { [ "$METHOD" = weakseg ]; }
+
 # query_dir OUT: the trained run render.py queries.
 query_dir() {
-  if is_lerf; then echo "$1/lerf"; else echo "$1/field"; fi
+  if is_lerf; then echo "$1/lerf"; elif is_weakseg; then echo "$1/weakseg"; else echo "$1/field"; fi
+}
+
+# run_weakseg OUT [options...]: the 3D-OVS method on the RGB run OUT/rgb (targets computed into OUT/weakseg/targets);
+# the class names come from the RGB run's scene (segmentations/classes.txt).
+run_weakseg() {
+  local out=$1
+  shift
+  "$PY" -m ccl_gs.weakseg --rgb-run "$out/rgb" --out "$out/weakseg" "$@"
 }
 
 # run_lerf SCENE OUT [options...]: the LERF run of a real scene (CLIP weights CLIP_PRETRAINED, DINO weights

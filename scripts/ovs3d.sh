@@ -11,9 +11,11 @@
 # its work when its artifact is current; --stage runs one stage alone. METHOD picks the
 # method (ccl_gated, the default, | ccl | no_pull_push | autoencoder | raw | lerf; see scripts/_method.sh).
 # METHOD=lerf: LERF_PRESET (lerf | lerf-lite | cpu), DINO_CKPT (dino_deitsmall8_pretrain.pth; default: timm's cache).
+# METHOD=weakseg (the 3D-OVS method): rgb -> weakseg (CLIP maps at 1/8 and DINO ViT-B/8 at 1/5 of the original
+# images, WEAKSEG_ITERS (15000) steps, DINO_NEG (0.2)) -> render -> eval; DINO_CKPT (dino_vitbase8_pretrain.pth).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,13p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,15p' "$0"; exit 2; }
 SCENE=$1; OUT=$2; shift 2
 STAGE=all
 while [ $# -gt 0 ]; do
@@ -35,6 +37,17 @@ source scripts/_method.sh
 if is_lerf; then
   if run lerf; then
     run_lerf "$SCENE" "$OUT" --factor "$FACTOR"
+  fi
+elif is_weakseg; then
+  if run rgb; then
+    "$PY" train.py --data "$SCENE" --out "$OUT/rgb" --factor "$FACTOR" --test-every 0 --iterations 30000 \
+      --densify.refine-stop-iter 15000
+  fi
+  if run weakseg; then
+    # the release's 1/8 (CLIP) and 1/5 (DINO) of the original images, on images already at 1/FACTOR
+    run_weakseg "$OUT" --iterations "${WEAKSEG_ITERS:-15000}" --dino-neg-weight "${DINO_NEG:-0.2}" \
+      --target.clip-pretrained "$CLIP_PRETRAINED" ${DINO_CKPT:+--target.dino-checkpoint "$DINO_CKPT"} \
+      --target.clip-downsample "$(awk "BEGIN {print 8 / $FACTOR}")" --target.dino-downsample "$(awk "BEGIN {print 5 / $FACTOR}")"
   fi
 else
   if run preprocess; then
