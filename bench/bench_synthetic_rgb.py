@@ -205,15 +205,16 @@ def main() -> int:
         for name in args.presets:
             row = run_preset(name, args.iterations, args.max_seconds, work / name, args.progress)
             results[name] = row
+            write_json(RESULTS, results)
             print(f"[{name}] {row['resolution']}, {row['iterations']} iterations, test views {row['test_views']}")
-            print(f"  pose check: {100 * row['pose_check']['inside']:.1f}% of points inside the views, "
-                  f"median colour error {row['pose_check']['median_rgb_err']:.1f}/255")
+            if row["pose_check"]["inside"] is not None:
+                print(f"  pose check: {100 * row['pose_check']['inside']:.1f}% of points inside the views, "
+                      f"median colour error {row['pose_check']['median_rgb_err']:.1f}/255")
             print(f"  per held-out view: {row['per_view_psnr']}")
             for k in ("psnr", "ssim", "seconds", "seconds_per_iter", "n_gaussians"):
                 print(f"  {k:>16}: {row[k]}")
             if row["target_psnr"] is not None:
                 print(f"  {'target':>16}: PSNR >= {row['target_psnr']}: {'met' if row['psnr'] >= row['target_psnr'] else 'NOT met'}")
-            write_json(RESULTS, results)
     print(f"wrote {RESULTS}")
     return 0
 
