@@ -73,8 +73,8 @@ class RunKind:
 
 
 RUN_KINDS: dict[str, RunKind] = {}
-"""Trained run kinds by name (``"semantic_field"``, ``"lerf"``); the first whose ``detect`` accepts the folder loads it."""
-RUN_KIND_PLUGINS = ("ccl_gs.lerf.query",)
+"""Trained run kinds by name (``"semantic_field"``, ``"lerf"``, ``"weakseg"``); the first whose ``detect`` accepts the folder loads it."""
+RUN_KIND_PLUGINS = ("ccl_gs.lerf.query", "ccl_gs.weakseg.query")
 """Modules that register further run kinds, imported on demand."""
 
 
