@@ -67,6 +67,9 @@ def test_a_changed_class_list_is_refused(trained, ws_scene, ws_config, tmp_path)
     cfg = ws_config(trained["out"], iterations=2, joint_start=0.5, classes=other / "segmentations")
     with pytest.raises(WeaksegError, match="another class list"):
         run(cfg)
+    r = subprocess.run([sys.executable, "render.py", "--field-dir", str(trained["out"]), "--out", str(tmp_path / "r2"),
+                        "--ovs3d-data", str(other)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "differs" in r.stderr, r.stderr
 
 
 def _cli(args: list[str]) -> subprocess.CompletedProcess:
