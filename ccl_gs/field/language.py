@@ -160,6 +160,39 @@ class LanguageField:
         fn = self._relevancy_fn(query_emb, kind, canonical_emb, temperature)
         return self._scores(self.params["features"], fn, 0.0)
 
+    @torch.no_grad()
+    def gaussian_cosine(self, query_emb: Tensor) -> Tensor:
+        """Cosine of every Gaussian's decoded language with the queries: ``[L, Q, N]`` (codebook "no mask": -1)."""
+        return self._scores(self.params["features"], self._cosine_fn(query_emb), -1.0)
+
+
+SELECTION_RULES = ("argmax", "canonical")
+"""Rules of the 3D-selection protocol (:func:`protocol_selection`)."""
+
+
+def protocol_selection(cos: Tensor, rel: Tensor, rule: str = "argmax") -> Tensor:
+    """The Gaussians each query selects under the published 3D-selection protocol: ``[Q, N]`` bool.
+
+    Args:
+        cos: ``[L, Q, N]`` cosine of each Gaussian's decoded language with each query.
+        rel: ``[L, Q, N]`` canonical relevancy of each Gaussian.
+        rule: ``"argmax"``, OpenGaussian's rule for methods with per-Gaussian language (its authors,
+            yanmin-wu/OpenGaussian issue #9, on re-evaluating LangSplat: decode each Gaussian's feature,
+            give it its most similar text of the scene's query list, render the Gaussians of each text;
+            their own method takes the argmax leaf cluster the same way, ``render_lerf_by_text.py``).
+            Here a Gaussian's score for a query is its best cosine over the levels. ``"canonical"``,
+            Dr. Splat's (``render_activation.py``: LERF's canonical relevancy per Gaussian,
+            ``> 0.5`` in its README), at the level whose per-Gaussian relevancy peaks highest.
+    """
+    if rule == "argmax":
+        score = cos.max(0).values  # [Q, N]
+        best = score.argmax(0)  # [N]
+        return best[None] == torch.arange(score.shape[0], device=score.device)[:, None]
+    if rule == "canonical":
+        lv = rel.flatten(2).max(2).values.argmax(0)  # [Q] level of highest peak per query
+        return torch.stack([rel[lv[q], q] > 0.5 for q in range(rel.shape[1])])
+    raise ValueError(f"unknown 3D-selection rule '{rule}' (known: {', '.join(SELECTION_RULES)})")
+
 
 def encode_queries(encoder, texts: Sequence[str], with_canonicals: bool = True) -> tuple[Tensor, Tensor | None]:
     """Text embeddings of the queries ``[Q, D]`` and of LERF's canonical phrases ``[P, D]``."""

@@ -98,6 +98,26 @@ def test_queries_render_outputs_and_selection(pipeline, tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "res.json").read_text())
     assert res  # parsed
+    # the 3D-selection protocol: render wrote each query's selected-Gaussian opacity; eval scores it on its own
+    assert s["selection_rule"] == "argmax"
+    opa = np.load(out / "lerf_ovs_3d" / scene.name / frames[0] / f"{query_slug(q)}.npy")
+    assert opa.shape == (1, 64, 64) and opa.min() >= 0 and opa.max() <= 1 + 1e-5
+    r = subprocess.run(
+        [sys.executable, str(REPO / "eval" / "lerf_ovs.py"), "--renders", str(out / "lerf_ovs_3d"), "--protocol", "3d",
+         "--labels", str(labels.parent), "--out", str(tmp_path / "res3d.json")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert r.returncode == 0, r.stderr
+    res3 = json.loads((tmp_path / "res3d.json").read_text())
+    assert res3["protocol"].startswith("3d-selection") and "loc_acc" not in res3["pooled"]
+    assert 0 <= res3["pooled"]["miou"] <= 1 and 0 <= res3["pooled"]["acc_25"] <= 1
+    # the 2D renders are refused by the 3D protocol (several levels), in one line
+    r = subprocess.run(
+        [sys.executable, str(REPO / "eval" / "lerf_ovs.py"), "--renders", str(out / "lerf_ovs"), "--protocol", "3d",
+         "--labels", str(labels.parent), "--out", str(tmp_path / "bad.json")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert r.returncode == 2 and "levels" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_gathered_gaussian_relevancy_matches_per_gaussian_reference(pipeline):

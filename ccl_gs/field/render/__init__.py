@@ -8,6 +8,9 @@ into ``--out``::
     heatmap/<view>/<query>.png           relevancy (turbo colour map) over the RGB
     mask/<view>/<query>.png              normalized relevancy > threshold at the chosen level
     lerf_ovs/<scene>/<view>/<query>.npy  float32 [L, H, W] relevancy (eval/lerf_ovs.py input)
+    lerf_ovs_3d/<scene>/<view>/<query>.npy  float32 [1, H, W] accumulated opacity of the Gaussians the
+                                         query selects under the 3D-selection protocol, rendered alone
+                                         (eval/lerf_ovs.py --protocol 3d; runs with per-Gaussian language)
     ovs3d/<scene>/<view>.npy             float32 [C, H, W] class scores (eval/ovs3d.py, argmax protocol)
     ovs3d_levels/<scene>/<view>.npy      float32 [L, C, H, W] relevancy (eval/ovs3d.py, threshold protocol)
     selection/<query>.ply                the Gaussians relevant to the query (3DGS PLY)

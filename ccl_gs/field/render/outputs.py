@@ -84,6 +84,11 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
         rel_np = rel.float().cpu().numpy()
         for qi, q in enumerate(pl.queries if is_view else []):
             lerf_ovs.save_render(out / "lerf_ovs", scene.name, stem, q, rel_np[:, qi])
+        protocol_opacity = getattr(model, "protocol_opacity", None)
+        if is_view and pl.queries and protocol_opacity is not None and cfg.lerf_labels is not None:
+            opa = protocol_opacity(view, q_emb, c_emb, cfg.selection_rule).float().cpu().numpy()  # [Q, H, W]
+            for qi, q in enumerate(pl.queries):
+                lerf_ovs.save_render(out / "lerf_ovs_3d", scene.name, stem, q, opa[qi : qi + 1])
         if pl.ovs3d_classes is not None:
             cos = model.cosine_maps(view, q_emb)  # [L, C, H, W]
             ovs3d.save_render(out / "ovs3d", scene.name, stem, cos.max(0).values.cpu().numpy(), pl.ovs3d_classes)
@@ -108,6 +113,7 @@ def render_queries(cfg: RenderConfig, encoder=None) -> dict[str, Any]:
         "path_frames": 0 if pl.path is None else len(pl.path),
         "levels": model.n_levels,
         "relevancy": cfg.relevancy,
+        "selection_rule": cfg.selection_rule if cfg.lerf_labels is not None and hasattr(model, "protocol_opacity") else None,
         "selected": selections,
         "seconds_per_view_all_queries": float(np.median(t_query)) if t_query else None,
     }

@@ -35,12 +35,22 @@ class RenderConfig:
         default=0.4,
         metadata={"help": "Threshold of masks and 3D selections on the normalized relevancy (the LERF-OVS rule)."},
     )
+    selection_rule: str = field(
+        default="argmax",
+        metadata={"help": "3D-selection protocol inputs (lerf_ovs_3d/): argmax (OpenGaussian) | canonical (Dr. Splat)."},
+    )
     write_png: bool = field(default=True, metadata={"help": "Write RGB / heat-map / mask PNGs."})
     write_selection: bool = field(default=True, metadata={"help": "Write one PLY of selected Gaussians (or LERF surface points) per query."})
     lerf_scales: int = field(default=30, metadata={"help": "LERF runs: scales searched in [0, 1.5] per query and view."})
     lerf_search_stride: int = field(
         default=1, metadata={"help": "LERF runs: the scale search looks at every n-th pixel row and column (1 = all, as LERF)."}
     )
+
+    def __post_init__(self) -> None:
+        from ccl_gs.field.language import SELECTION_RULES
+
+        if self.selection_rule not in SELECTION_RULES:
+            raise ValueError(f"--selection-rule must be one of {', '.join(SELECTION_RULES)}, got '{self.selection_rule}'")
 
 
 @dataclass

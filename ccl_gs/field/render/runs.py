@@ -150,6 +150,7 @@ class GaussianQueryModel:
         self._mean, self._axes = feature_colors(feats)
         self._scale = 2 * ((feats - self._mean) @ self._axes).std(0).clamp_min(1e-6)
         self._selection: tuple[tuple, Tensor] | None = None
+        self._protocol: tuple[tuple, Tensor] | None = None
 
     def dataset(self, split: str):
         from ccl_gs.splat.trainer import make_dataset
@@ -191,6 +192,21 @@ class GaussianQueryModel:
         from ccl_gs.field.train import render_features
 
         keep = self.selected(query_emb, kind, canonical_emb, threshold)  # [Q, N]
+        shown = {**self.lf.params, "features": keep.T.float().contiguous()}
+        return render_features(shown, view.item, self.device).permute(2, 0, 1)
+
+    def protocol_opacity(self, view: GaussianView, query_emb: Tensor, canonical_emb: Tensor | None, rule: str) -> Tensor:
+        """``[Q, H, W]`` accumulated opacity of the Gaussians each query selects under the 3D-selection
+        protocol (:func:`~ccl_gs.field.language.protocol_selection`), rendered alone in the view."""
+        from ccl_gs.field.language import protocol_selection
+        from ccl_gs.field.train import render_features
+
+        key = ("protocol", rule, _tensor_key(query_emb), _tensor_key(canonical_emb))
+        if self._protocol is None or self._protocol[0] != key:
+            cos = self.lf.gaussian_cosine(query_emb)
+            rel = self.lf.gaussian_relevancy(query_emb, "canonical", canonical_emb)
+            self._protocol = (key, protocol_selection(cos, rel, rule))
+        keep = self._protocol[1]
         shown = {**self.lf.params, "features": keep.T.float().contiguous()}
         return render_features(shown, view.item, self.device).permute(2, 0, 1)
 

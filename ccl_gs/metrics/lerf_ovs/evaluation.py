@@ -134,6 +134,11 @@ class LerfOvsEvalConfig:
         default="bilinear",
         metadata={"help": "renders of another size than the annotation: bilinear resize (same aspect ratio) or error"},
     )
+    protocol: Literal["2d", "3d"] = field(
+        default="2d",
+        metadata={"help": "2d: LangSplat's (relevancy maps; mIoU, localization); 3d: the 3D-selection protocol of "
+                          "OpenGaussian (renders = render.py's lerf_ovs_3d/; mIoU, mAcc@0.25)"},
+    )
 
 
 def scene_names(labels: str | Path, scenes: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -162,6 +167,21 @@ def evaluate(cfg: LerfOvsEvalConfig) -> tuple[list[SceneResult], dict]:
     """
     if not Path(cfg.renders).is_dir():
         raise EvalInputError(f"missing render folder: {cfg.renders} (--renders)")
+    if cfg.protocol == "3d":
+        from ccl_gs.metrics.lerf_ovs import selection3d
+
+        res3 = [selection3d.evaluate_scene_3d(cfg.renders, cfg.labels, s, resize=cfg.resize)
+                for s in scene_names(cfg.labels, cfg.scenes)]
+        return res3, {
+            "benchmark": "lerf_ovs",
+            "protocol": f"{selection3d.PROTOCOL} (OpenGaussian scripts/compute_lerf_iou.py: selected Gaussians rendered "
+                        f"alone, opacity > {selection3d.OPACITY_THRESHOLD}; mIoU, mAcc@{selection3d.ACC_IOU})",
+            "config": cfg,
+            "scenes": {r.scene: {"miou": r.miou, "acc_25": r.acc_25, "n_pairs": r.n_pairs, "frames": r.frames} for r in res3},
+            **selection3d.summarize_3d(res3),
+        }
+    if cfg.protocol != "2d":
+        raise EvalInputError(f"--protocol must be 2d or 3d, got '{cfg.protocol}'")
     results = [
         evaluate_scene(cfg.renders, cfg.labels, s, cfg.mask_thresh, cfg.resize) for s in scene_names(cfg.labels, cfg.scenes)
     ]
