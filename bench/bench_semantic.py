@@ -16,6 +16,10 @@ project's CLIs. Reported per run:
   mask in the labelled views that see it (depth within 5 % of the ground-truth
   depth), *recall* = fraction of the object's Gaussians (centres projecting
   inside its mask in those views) that are selected;
+* the LERF-OVS 3D-selection protocol (OpenGaussian's; ``miou_3d``, ``acc25_3d``:
+  per query the Gaussians whose most similar query it is, rendered alone,
+  opacity > 0.7; :mod:`ccl_gs.metrics.lerf_ovs.selection3d`), never mixed
+  with the 2D figures;
 * query latency: render the per-Gaussian features + decode + relevancy of
   all queries for one view, median over views; and once per method at
   256x256 (measured when the runs are done, or by ``--merge`` on an idle
@@ -193,6 +197,17 @@ def point_selection_quality(points: np.ndarray, valid: np.ndarray, selected: lis
     }
 
 
+def protocol_3d(render_dir: Path, labels: Path, name: str, out: Path) -> dict[str, float]:
+    """The LERF-OVS 3D-selection protocol (``eval/lerf_ovs.py --protocol 3d``) of one run's renders:
+    ``miou_3d``, ``acc25_3d``; empty for runs without per-Gaussian language (no ``lerf_ovs_3d/``)."""
+    if not (render_dir / "lerf_ovs_3d").is_dir():
+        return {}
+    sh("eval/lerf_ovs.py", "--renders", str(render_dir / "lerf_ovs_3d"), "--protocol", "3d", "--labels", str(labels.parent),
+       "--scenes", name, "--out", str(out))
+    ev = json.loads(out.read_text())["scenes"][name]
+    return {"miou_3d": ev["miou"], "acc25_3d": ev["acc_25"]}
+
+
 def lerf_latency_256(run_dir: Path, queries: list[str], repeats: int = 2) -> float:
     """Median ms of one 256x256 view of a LERF run with all queries: render, the 30-scale search, the second pass."""
     from ccl_gs.field.language import encode_queries
@@ -275,6 +290,14 @@ def main() -> int:
             for r in json.loads(f.read_text())["rows"]:
                 latest[(r["method"], r["n_prototypes"], r["scene"], r["seed"], r["level"])] = r
         rows = list(latest.values())
+        for r in rows:  # runs rendered before the 3D-selection protocol existed get it from their renders, if kept
+            if "miou_3d" not in r and r["method"] != "lerf":
+                d = (args.work / f"s{r['scene']}" / f"level{r['level']}" /
+                     (f"{r['method']}_n{r['n_prototypes']}_seed{r['seed']}" if r["n_prototypes"] else f"{r['method']}_seed{r['seed']}"))
+                name = f"synthetic_s{r['scene']}"
+                labels = args.work / f"s{r['scene']}" / "data" / "lerf_ovs" / "label" / name
+                if labels.is_dir():
+                    r.update(protocol_3d(d / "render", labels, name, d / "eval_3d.json"))
         args.scenes = sorted({r["scene"] for r in rows})
         args.seeds = sorted({r["seed"] for r in rows})
         args.levels = sorted({r["level"] for r in rows})
@@ -331,6 +354,7 @@ def main() -> int:
                     "scene": scene_seed, "seed": seed, "n_prototypes": n, "level": level,
                     "oracle_noise": LEVELS[level], "oracle_drift": DRIFT[level], "method": method,
                     "miou": ev["miou"], "loc_acc": ev["loc_acc"], "pairs": ev["n_pairs"],
+                    **protocol_3d(d / "render", labels, name, d / "eval_3d.json"),
                     **(lerf_selection_quality if method == "lerf" else selection_quality)(run_dir, scene, labels),
                     "query_ms_per_view": 1000 * rj["seconds_per_view_all_queries"],
                     "rgb_psnr": (json.loads((run_dir / "metrics.json").read_text())["psnr"] if method == "lerf"
@@ -349,6 +373,7 @@ def main() -> int:
             summary[f"{method}/n{n}/level{level}" if n else f"{method}/level{level}"] = {
                 **{k: float(np.mean([r[k] for r in rs]))
                    for k in ("miou", "loc_acc", "selection_precision", "selection_recall", "query_ms_per_view")},
+                **{k: float(np.mean([r[k] for r in rs])) for k in ("miou_3d", "acc25_3d") if all(k in r for r in rs)},
                 "miou_std": float(np.std([r["miou"] for r in rs])),
                 "runs": len(rs),
             }
