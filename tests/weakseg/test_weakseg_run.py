@@ -102,3 +102,20 @@ def test_targets_of_another_stage_are_refused(ws_scene, tmp_path):
     (tmp_path / "t" / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(WeaksegTargetsError, match="no 3D-OVS targets"):
         load_targets(tmp_path / "t")
+
+
+def test_viewer_frames_and_export_of_a_3dovs_field(trained, tmp_path):
+    import torch
+
+    from ccl_gs.field.render import load_viewable_run
+    from ccl_gs.viewer.frame import DisplayState, QueryEncoder, export_selection, render_frame
+
+    model = load_viewable_run(trained["out"], None, torch.device("cpu"))
+    enc = QueryEncoder(model)
+    item = model.dataset("train")[0]
+    classes = tuple(trained["metrics"]["classes"])
+    for display in ("heat map", "rgb", "features"):
+        f = render_frame(model, enc, item, DisplayState(queries=classes, display=display))
+        assert f.image.shape == (int(item["height"]), int(item["width"]), 3)
+    out = export_selection(model, enc, DisplayState(queries=classes), tmp_path / "sel")
+    assert out
