@@ -48,6 +48,8 @@ CLIS: dict[str, list[str]] = {
     "readers": ["-m", "ccl_gs.data.readers"],
     "lerf": ["-m", "ccl_gs.lerf"],
     "lerf_targets": ["-m", "ccl_gs.lerf.targets"],
+    "weakseg": ["-m", "ccl_gs.weakseg"],
+    "weakseg_targets": ["-m", "ccl_gs.weakseg.targets"],
 }
 """How each CLI is started (``python <args>`` in the repository root)."""
 
@@ -129,6 +131,20 @@ CASES: list[Case] = [
            pattern=r"unknown --preset 'foo' \(known: lerf, lerf-lite, cpu\)"),
     refuse("lerf", "--data", "{scene}", "--out", "{tmp}/l", "--iterations", "0", pattern=r"--iterations must be >= 1, got 0"),
     refuse("lerf", "--data", "{scene}", "--out", "{file}", pattern=r"{file} is an existing file"),
+    # the 3D-OVS method: targets and training
+    accept("weakseg_targets", "--data", "{scene}", "--out", "{tmp}/wt", "--clip-encoder", "oracle", "--dino-encoder",
+           "oracle_dino", "--oracle-dino.dim", "4", "--oracle.dim", "16", "--clip-downsample", "2", "--no-progress",
+           pattern=r"3D-OVS targets: \d+ views \(\d+ computed now\), complete"),
+    refuse("weakseg_targets", "--data", "{scene}", "--out", "{tmp}/wt2", "--clip-encoder", "bogus",
+           pattern=r"unknown --clip-encoder 'bogus' \(known: open_clip, oracle\)"),
+    refuse("weakseg_targets", "--data", "{scene}", "--out", "{tmp}/wt3", "--crop-divisors", "5", "7",
+           pattern=r"--crop-divisors needs 3 values >= 1"),
+    refuse("weakseg", "--rgb-run", "{tmp}/nothing", "--out", "{tmp}/w", pattern=r"no finished RGB run at"),
+    refuse("weakseg", "--rgb-run", "{tmp}/nothing", "--out", "{tmp}/w", "--iterations", "0",
+           pattern=r"--iterations must be >= 1, got 0"),
+    refuse("weakseg", "--rgb-run", "{tmp}/nothing", "--out", "{tmp}/w", "--model.selection", "foo",
+           pattern=r"--model.selection must be one of"),
+    refuse("weakseg", "--rgb-run", "{tmp}/nothing", "--out", "{file}", pattern=r"{file} is an existing file"),
     # render.py
     refuse("render", "--field-dir", "{tmp}/nothing", "--out", "{tmp}/r", "--queries", "x", pattern=r"no trained run at"),
     refuse("render", "--field-dir", "{tmp}", "--out", "{file}", "--queries", "x", pattern=r"{file} is an existing file"),
