@@ -95,4 +95,8 @@ fi
 if run eval; then
   "$PY" eval/lerf_ovs.py --renders "$OUT/render/lerf_ovs" --labels "$DATA/lerf_ovs/label" \
     --scenes "$NAME" --out "$OUT/eval_lerf_ovs.json"
+  if [ -d "$OUT/render/lerf_ovs_3d" ]; then  # Gaussian fields: the 3D-selection protocol too, in its own file
+    "$PY" eval/lerf_ovs.py --protocol 3d --renders "$OUT/render/lerf_ovs_3d" --labels "$DATA/lerf_ovs/label" \
+      --scenes "$NAME" --out "$OUT/eval_lerf_ovs_3d.json"
+  fi
 fi
