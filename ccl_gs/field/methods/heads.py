@@ -1,45 +1,12 @@
-"""Stage-3 methods: how the per-Gaussian feature is supervised and turned into language.
+"""The heads of the methods: per-Gaussian features -> loss against a view's targets and language scores.
 
-A method is two pieces, registered by name in :data:`FIELD_METHODS`:
-
-* a **supervision** (:class:`Supervision`): reads the method's stage-2
-  artifact, gives each training view its targets and builds the head;
-* a **head** (:class:`LanguageHead`, an ``nn.Module``): the loss of rendered
-  features against those targets, and the language of any set of features
-  (rendered pixels or the Gaussians' own) as scores against text queries.
-  It is saved inside ``field.pt`` and restored by name at query time.
-
-Methods (the stage-2 artifact ``--supervision`` points to picks one by its
-manifest kind, see :data:`METHOD_OF_KIND`):
-
-``codebook`` (CCL-LGS; artifact: a codebook)
-    ``d_f``-d feature -> MLP -> per level ``N_l + 1`` logits (the last =
-    "no mask"); cross-entropy against the prototype index maps; the language
-    of a pixel is its argmax prototype.
-``raw`` (baseline; artifact: the preprocess folder itself)
-    ``d_f``-d feature -> MLP -> per level a ``D``-d embedding, regressed with
-    ``1 - cos`` onto the CLIP feature of the mask covering the pixel (no
-    codebook, no compression other than the MLP).
-``autoencoder`` (LangSplat-style baseline; artifact: a language autoencoder)
-    a 3-d feature per level (plus a coverage logit: ``4 L`` values), regressed
-    with L1 onto the autoencoder latent of the covering mask's feature and
-    decoded by the autoencoder's decoder at query time.
-
-Pixels that no mask covers: the codebook head learns them as "no mask" (and
-they score ``fill``); the two baselines regress their embedding on covered
-pixels only, as LangSplat does, and learn coverage with one more logit per
-level, so that uncovered pixels score ``fill`` in every method. The fit measure in the metrics is the label accuracy (codebook) or
-the mean cosine of the decoded embedding with the covering mask's feature
-(both baselines, so the two are comparable).
-
-``--decoder.*`` shapes the codebook and raw heads; the autoencoder head has
-no decoder of its own (its feature is the latent and coverage, ``4 L`` values).
+:class:`LanguageHead` and its three kinds, :class:`CodebookHead` (CCL-LGS),
+:class:`RawHead` and :class:`AutoencoderHead` (the two :class:`EmbeddingHead`
+baselines). See :mod:`ccl_gs.field.methods` for the methods.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -47,20 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ccl_gs.field.model import NO_MASK, DecoderConfig, FeatureDecoder, semantic_loss
-from ccl_gs.io.artifacts import ArtifactError, Manifest, load_npz
+from ccl_gs.field.model import DecoderConfig, FeatureDecoder, semantic_loss
 from ccl_gs.masks.types import LEVELS
 
 ScoreFn = Callable[[Tensor], Tensor]
 """Embeddings ``[K, D]`` -> scores ``[K, Q]`` (a relevancy or a cosine against the queries)."""
-
-
-def resize_index(index: Tensor, height: int, width: int) -> Tensor:
-    """Nearest-neighbour resize of index maps ``[L, h, w]`` -> ``[L, H, W]`` int64."""
-    index = index.long()
-    if index.shape[-2:] == (height, width):
-        return index
-    return F.interpolate(index[None].float(), size=(height, width), mode="nearest")[0].long()
 
 
 def _mlp_trunk(cfg: DecoderConfig) -> tuple[nn.Sequential, int]:
@@ -72,7 +30,6 @@ def _mlp_trunk(cfg: DecoderConfig) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*layers), d
 
 
-# ------------------------------------------------------------------ heads
 class LanguageHead(nn.Module):
     """Per-Gaussian features ``[..., d_f]`` -> language at ``L`` levels."""
 
@@ -345,165 +302,3 @@ class AutoencoderHead(EmbeddingHead):
         ae = LanguageAutoencoder(from_dict(AutoencoderConfig, state["ae_config"]), state["feature_dim_in"])
         ae.load_state_dict(state["ae"])
         return cls(ae.eval(), state["n_levels"])
-
-
-# ------------------------------------------------------------ supervisions
-class Supervision:
-    """A method's stage-2 artifact as training targets."""
-
-    method: ClassVar[str]
-    manifest: Manifest
-    encoder_spec: dict[str, Any]
-    stems: list[str]
-
-    def target(self, stem: str, height: int, width: int, device: torch.device) -> dict[str, Tensor]:
-        """Targets of one view at the render size (``index [L, H, W]`` int64, -1 = no mask, and more)."""
-        raise NotImplementedError
-
-    def make_head(self, decoder: DecoderConfig) -> LanguageHead:
-        raise NotImplementedError
-
-
-def _require(maps: dict, stem: str, what: str) -> Any:
-    if stem not in maps:
-        raise ArtifactError(f"{what} has no entry for image '{stem}'")
-    return maps[stem]
-
-
-class CodebookSupervision(Supervision):
-    """Prototype index maps and the codebook of a codebook artifact (``python -m ccl_gs.codebook``)."""
-
-    method = "codebook"
-
-    def __init__(self, folder: Path):
-        from ccl_gs.codebook.train import load_codebook
-
-        res = load_codebook(folder)  # validates kind, version and completeness
-        self.manifest = res.manifest
-        self.encoder_spec = dict(res.manifest.extra.get("encoder", {}))
-        self.prototypes = [p.float() for p in res.prototypes]
-        self.maps = {f.stem: load_npz(f, keys=("proto_maps",))["proto_maps"]
-                     for f in sorted(Path(folder).glob("*.npz")) if f.name != "codebook.npz"}
-        self.stems = sorted(self.maps)
-
-    def target(self, stem, height, width, device):
-        m = torch.as_tensor(_require(self.maps, stem, "the codebook artifact").astype(np.int64))
-        return {"index": resize_index(m, height, width).to(device)}
-
-    def make_head(self, decoder: DecoderConfig) -> CodebookHead:
-        return CodebookHead(decoder, self.prototypes)
-
-
-class MaskFeatureSupervision(Supervision):
-    """Per pixel, the (transformed) feature of the mask covering it, from a preprocess artifact.
-
-    Targets: ``index [L, H, W]`` (row of the view's table, -1 = no mask),
-    ``table [M, D']`` (the view's mask features through :meth:`transform`: the
-    training targets) and ``features [M, D]`` (the unit features themselves).
-    """
-
-    def __init__(self, preprocessed):
-        self.pre = preprocessed
-        self.encoder_spec = dict(preprocessed.encoder)
-        self.stems = list(preprocessed.stems)
-        self._cache: dict[str, tuple[Tensor, Tensor]] = {}
-
-    def transform(self, features: Tensor) -> Tensor:
-        return features
-
-    def target(self, stem, height, width, device):
-        if stem not in self._cache:
-            if stem not in self.stems:
-                raise ArtifactError(f"preprocess artifact {self.pre.folder} has no image '{stem}'")
-            z = self.pre.read_image(self.stems.index(stem))
-            feats = F.normalize(torch.from_numpy(z["features"].astype(np.float32)), dim=-1)
-            with torch.no_grad():
-                table = self.transform(feats)
-            self._cache[stem] = (torch.from_numpy(z["index_maps"].astype(np.int32)), table, feats)
-        index, table, feats = self._cache[stem]
-        return {"index": resize_index(index, height, width).to(device), "table": table.to(device),
-                "features": feats.to(device)}
-
-
-class RawSupervision(MaskFeatureSupervision):
-    """The raw-feature baseline reads the preprocess artifact directly."""
-
-    method = "raw"
-
-    def __init__(self, folder: Path):
-        from ccl_gs.codebook.data import load_preprocessed
-
-        pre = load_preprocessed(folder)
-        super().__init__(pre)
-        self.manifest = pre.manifest
-
-    def make_head(self, decoder: DecoderConfig) -> RawHead:
-        return RawHead(decoder, self.pre.dim, len(LEVELS))
-
-
-class AutoencoderSupervision(MaskFeatureSupervision):
-    """The autoencoder baseline: latents of the mask features, from an autoencoder artifact and its preprocess."""
-
-    method = "autoencoder"
-
-    def __init__(self, folder: Path):
-        from ccl_gs.autoencoder import load_autoencoder
-        from ccl_gs.codebook.data import load_preprocessed
-
-        man = Manifest.load(folder, kind="autoencoder")
-        if not man.extra.get("preprocessed"):
-            raise ArtifactError(f"{Path(folder) / 'manifest.json'} does not record its preprocess folder")
-        pre_dir = Path(man.extra["preprocessed"])
-        if not (pre_dir / "manifest.json").is_file():
-            raise ArtifactError(f"autoencoder {folder} was fitted to {pre_dir}, which no longer exists")
-        pre = load_preprocessed(pre_dir)
-        self.art = load_autoencoder(folder, pre)  # refuses a stale autoencoder
-        super().__init__(pre)
-        self.manifest = self.art.manifest
-
-    def transform(self, features: Tensor) -> Tensor:
-        return self.art.model.encode(features)
-
-    def make_head(self, decoder: DecoderConfig) -> AutoencoderHead:
-        import copy
-
-        return AutoencoderHead(copy.deepcopy(self.art.model), len(LEVELS))
-
-
-@dataclass(frozen=True)
-class FieldMethod:
-    """A registered stage-3 method."""
-
-    name: str
-    artifact_kind: str
-    """Manifest kind of the stage-2 artifact it is trained from."""
-    supervision: Callable[[Path], Supervision]
-    head: type[LanguageHead]
-
-
-FIELD_METHODS: dict[str, FieldMethod] = {
-    "codebook": FieldMethod("codebook", "codebook", CodebookSupervision, CodebookHead),
-    "raw": FieldMethod("raw", "preprocess", RawSupervision, RawHead),
-    "autoencoder": FieldMethod("autoencoder", "autoencoder", AutoencoderSupervision, AutoencoderHead),
-}
-"""Stage-3 methods by name."""
-
-METHOD_OF_KIND: dict[str, str] = {m.artifact_kind: m.name for m in FIELD_METHODS.values()}
-"""Stage-2 artifact kind -> the method trained from it."""
-
-
-def method_of(folder: Path) -> FieldMethod:
-    """The method a stage-2 artifact folder supervises (by its manifest kind)."""
-    man = Manifest.load(folder)
-    if man.kind not in METHOD_OF_KIND:
-        raise ArtifactError(
-            f"{Path(folder) / 'manifest.json'} is a '{man.kind}' artifact; --supervision takes a codebook, "
-            "an autoencoder or a preprocess folder"
-        )
-    return FIELD_METHODS[METHOD_OF_KIND[man.kind]]
-
-
-__all__ = [
-    "FIELD_METHODS", "METHOD_OF_KIND", "NO_MASK", "AutoencoderHead", "CodebookHead", "EmbeddingHead",
-    "FieldMethod", "LanguageHead", "RawHead", "Supervision", "method_of", "resize_index",
-]
