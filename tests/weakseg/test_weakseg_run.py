@@ -119,3 +119,30 @@ def test_viewer_frames_and_export_of_a_3dovs_field(trained, tmp_path):
         assert f.image.shape == (int(item["height"]), int(item["width"]), 3)
     out = export_selection(model, enc, DisplayState(queries=classes), tmp_path / "sel")
     assert out
+
+
+def test_ctrl_c_saves_and_the_same_command_resumes(ws_scene, tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "w"
+    args = [sys.executable, "-m", "ccl_gs.weakseg", "--rgb-run", str(ws_scene["rgb"]), "--targets", str(ws_scene["targets"]),
+            "--target.clip-encoder", "oracle", "--target.dino-encoder", "oracle_dino", "--out", str(out),
+            "--iterations", "60", "--checkpoint-every", "2", "--batch-pixels", "64", "--patches", "1", "--patch-cells", "4",
+            "--no-progress"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    p = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out / "ckpt" / "progress.json").is_file() and p.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted at step" in lines[0] and "resume" in lines[0], err
+    step = json.loads((out / "ckpt" / "progress.json").read_text())["step"]
+    r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["iterations"] == 60 and m["resumed_from_step"] == step > 0
