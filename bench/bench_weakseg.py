@@ -114,7 +114,10 @@ def target_quality(scene: Path, targets: Path) -> dict[int, dict[str, float]]:
 
 
 def train_method(method: str, seed: int, level: int, scene: Path, rgb: Path, lvl: Path, d: Path, args) -> tuple[Path, dict]:
-    """Train one run; returns its folder and its timing (seconds per iteration, peak MB)."""
+    """Train one run; returns its folder and its timing (seconds per iteration, peak MB of the training process;
+    a finished run is reused and keeps the memory measured when it trained)."""
+    done = any((d / sub / "metrics.json").is_file() for sub in ("weakseg", "lerf", "field")) and (d / "rss.txt").is_file()
+    rss = None if done else d / "rss.txt"
     if method in WEAKSEG_VARIANTS:
         sh("-m", "ccl_gs.weakseg.targets", "--data", str(scene), "--test-every", "0", "--out", str(lvl / "weakseg_targets"),
            "--clip-encoder", "oracle", "--dino-encoder", "oracle_dino", "--oracle.noise", str(NOISE[level]),
@@ -123,14 +126,14 @@ def train_method(method: str, seed: int, level: int, scene: Path, rgb: Path, lvl
            "--target.clip-encoder", "oracle", "--target.dino-encoder", "oracle_dino", "--target.oracle.noise", str(NOISE[level]),
            "--target.clip-downsample", "2", "--target.dino-downsample", "1", "--patch-cells", "16",
            "--iterations", str(args.weakseg_iters), "--seed", str(seed), "--no-progress", *WEAKSEG_VARIANTS[method],
-           rss=d / "rss.txt")
+           rss=rss)
         m = json.loads((d / "weakseg" / "metrics.json").read_text())
         return d / "weakseg", {"s_per_iter": m.get("seconds_per_iter"), "iterations": m["iterations"], "peak_mb": peak_mb(d / "rss.txt")}
     if method == "lerf":
         sh("-m", "ccl_gs.lerf", "--data", str(scene), "--out", str(d / "lerf"), "--preset", "cpu", "--test-every", "0",
            "--target.clip-encoder", "oracle", "--target.dino-encoder", "oracle_dino", "--target.oracle.scene-root", str(scene),
            "--target.oracle.noise", str(NOISE[level]), "--seed", str(seed), "--threads", str(args.threads),
-           "--iterations", str(args.lerf_iters), "--no-progress", rss=d / "rss.txt")
+           "--iterations", str(args.lerf_iters), "--no-progress", rss=rss)
         m = json.loads((d / "lerf" / "metrics.json").read_text())
         return d / "lerf", {"s_per_iter": m.get("seconds_per_iter"), "iterations": m["iterations"], "peak_mb": peak_mb(d / "rss.txt")}
     pre = lvl / "preprocess"
@@ -143,7 +146,7 @@ def train_method(method: str, seed: int, level: int, scene: Path, rgb: Path, lvl
     sh("-m", "ccl_gs.codebook", "--preprocessed", str(pre), "--out", str(d / "codebook"), "--variant", method,
        "--iterations", str(args.codebook_iters), "--seed", str(seed), "--quiet")
     sh("-m", "ccl_gs.field", "--supervision", str(d / "codebook"), "--rgb-run", str(rgb), "--out", str(d / "field"),
-       "--iterations", str(args.field_iters), "--seed", str(seed), "--no-progress", rss=d / "rss.txt")
+       "--iterations", str(args.field_iters), "--seed", str(seed), "--no-progress", rss=rss)
     m = json.loads((d / "field" / "metrics.json").read_text())
     s = m["seconds"] / max(m["iterations"] - m.get("resumed_from_step", 0), 1)
     return d / "field", {"s_per_iter": s, "iterations": m["iterations"], "peak_mb": peak_mb(d / "rss.txt")}
