@@ -3,12 +3,14 @@
 
     python bench/tables.py semantic bench/results/semantic.json [more.json ...]   # language-field table
     python bench/tables.py lerf                                                # LERF NeRF: PSNR / seconds
+    python bench/tables.py dryrun                                              # real-size dry runs + memory estimate
 
 ``semantic`` merges the ``summary`` of every file given (later files win for
 the same method / level) and prints one row per method and level: mIoU ±
 standard deviation, localization accuracy, 3D-selection precision / recall
 and the number of runs, plus the 256x256 query latency of every method
-measured in those files. ``lerf`` prints ``bench/results/lerf.json``.
+measured in those files. ``lerf`` prints ``bench/results/lerf.json``,
+``dryrun`` ``bench/results/dryrun.json`` (``bench/bench_dryrun.py``).
 """
 
 from __future__ import annotations
@@ -55,11 +57,60 @@ def lerf_table(path: Path = REPO / "bench" / "results" / "lerf.json") -> str:
     return "\n".join(lines)
 
 
+def _dryrun_row(name: str, r: dict) -> str:
+    if "error" in r:
+        return f"| {name} | - | - | failed: {r['error']} | {r['peak_rss_mib'] / 1024:.1f} GiB | - |"
+    i = r["input"]
+    if name == "SAM":
+        what = (f"{i['images']} images {i['width']}x{i['height']}, {i['points_per_side']}x{i['points_per_side']} points, "
+                f"{i['crops']} crop{'s' if i['crops'] > 1 else ''}")
+        secs = (f"{r['seconds_per_image']:.0f} s / image, CPU {r['cpu_seconds_per_image']:.0f} s "
+                f"(default {r['default_crops']} crops: ~{r['extrapolated_seconds_per_image_default_crops']:.0f} s)")
+        out = f"{r['outputs']['raw_masks'][0]} masks pass the filters"
+    elif name == "SAM2":
+        what = f"{i['frames']} frames {i['width']}x{i['height']}, {i['tracks']} tracks"
+        secs = (f"{r['seconds_per_frame']:.0f} s / frame, CPU {r['cpu_seconds'] / i['frames']:.0f} s "
+                f"({r['seconds_per_track_frame']:.1f} s / track / frame after the first)")
+        out = "tracks " + "x".join(map(str, r["outputs"]["track_masks_last_frame"]))
+    else:
+        what = f"{i['crops']} masked crops at {i['crop_size']}, batch {i['batch']}"
+        secs = f"{r['seconds']:.0f} s, CPU {r['cpu_seconds']:.0f} s ({r['seconds_per_crop']:.2f} s / crop)"
+        out = "features " + "x".join(map(str, r["outputs"]["features"]))
+    return f"| {name} | {r['model'].split(',')[0]}, {r['params'] / 1e6:.1f} M | {what} | {secs} | {r['peak_rss_mib'] / 1024:.1f} GiB | {out} |"
+
+
+def dryrun_table(path: Path = REPO / "bench" / "results" / "dryrun.json") -> str:
+    """The measured parts and the memory estimate of ``bench/results/dryrun.json``."""
+    d = json.loads(path.read_text())
+    parts = d["parts"]
+    load = [p["loadavg_start"][0] for p in parts.values() if "loadavg_start" in p]
+    busy = f", load average {min(load):.0f}-{max(load):.0f} on {d['machine']['cpu_count']} cores" if load else ""
+    lines = [f"CPU, {d['threads']} torch threads{busy}, random weights:", "",
+             "| part | model, params | input | seconds | peak RSS | outputs |", "|---|---|---|---|---|---|"]
+    for key, name in (("sam", "SAM"), ("sam2", "SAM2"), ("clip", "CLIP")):
+        if key in parts:
+            lines.append(_dryrun_row(name, parts[key]))
+    est = d.get("estimate")
+    if est:
+        c, m = est["config"], est["models"]
+        lines += ["", f"Memory estimate, {c['views']} views at {c['width']}x{c['height']}, {c['tracks']} SAM2 tracks, "
+                  f"{c['gaussians'] / 1e6:g} M Gaussians ({m['sam_type']}, {Path(m['sam2_config']).stem}, ViT-B-16):", "",
+                  "| stage | memory | peak | largest terms |", "|---|---|---|---|"]
+        for key, s in est["summary"].items():
+            stage, where = key.rsplit("/", 1)
+            dom = "; ".join(f"{t['name']} {t['gib']:.1f} GiB" for t in s["dominant"])
+            lines.append(f"| {stage} | {'GPU' if where == 'gpu' else 'host'} | {s['peak_gib']:.1f} GiB | {dom} |")
+    return "\n".join(lines)
+
+
+TABLES = {"lerf": lerf_table, "dryrun": dryrun_table}
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("semantic", "lerf"):
+    if not argv or argv[0] not in ("semantic", *TABLES):
         print(__doc__, file=sys.stderr)
         return 2
-    print(semantic_table([Path(a) for a in argv[1:]]) if argv[0] == "semantic" else lerf_table())
+    print(semantic_table([Path(a) for a in argv[1:]]) if argv[0] == "semantic" else TABLES[argv[0]]())
     return 0
 
 
