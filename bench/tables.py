@@ -4,6 +4,7 @@
     python bench/tables.py semantic bench/results/semantic.json [more.json ...]   # language-field table
     python bench/tables.py lerf                                                # LERF NeRF: PSNR / seconds
     python bench/tables.py dryrun                                              # real-size dry runs + memory estimate
+    python bench/tables.py simulation                                          # what each simulation level does
 
 ``semantic`` merges the ``summary`` of every file given (later files win for
 the same method / level) and prints one row per method and level: mIoU ±
@@ -30,12 +31,15 @@ def semantic_table(files: list[Path]) -> str:
         d = json.loads(Path(f).read_text())
         summary.update(d.get("summary", {}))
         latency.update(d.get("query_ms_256", {}))
-    lines = ["| method | level | mIoU | loc. acc. | 3D sel. precision | 3D sel. recall | runs |",
-             "|---|---|---|---|---|---|---|"]
+    with_3d = any("miou_3d" in v for v in summary.values())
+    extra = " 3D protocol mIoU | 3D protocol mAcc@0.25 |" if with_3d else ""
+    lines = ["| method | level | mIoU | loc. acc. |" + extra + " 3D sel. precision | 3D sel. recall | runs |",
+             "|---|---|---|---|" + ("---|---|" if with_3d else "") + "---|---|---|"]
     for key, v in summary.items():
         parts = key.split("/")
         method, level = parts[0], parts[-1].removeprefix("level")
-        lines.append(f"| {method} | {level} | {v['miou']:.3f} ± {v['miou_std']:.3f} | {v['loc_acc']:.3f} | "
+        p3 = (f" {v['miou_3d']:.3f} | {v['acc25_3d']:.3f} |" if "miou_3d" in v else " - | - |") if with_3d else ""
+        lines.append(f"| {method} | {level} | {v['miou']:.3f} ± {v['miou_std']:.3f} | {v['loc_acc']:.3f} |{p3} "
                      f"{v['selection_precision']:.3f} | {v['selection_recall']:.3f} | {v['runs']} |")
     if latency:
         lines.append("")
@@ -103,7 +107,28 @@ def dryrun_table(path: Path = REPO / "bench" / "results" / "dryrun.json") -> str
     return "\n".join(lines)
 
 
-TABLES = {"lerf": lerf_table, "dryrun": dryrun_table}
+def simulation_table(path: Path = REPO / "bench" / "results" / "simulation.json") -> str:
+    """What each simulation level does to the features (``bench/results/simulation.json``)."""
+    d = json.loads(path.read_text())
+    variants = sorted({k.removeprefix("prototypes_per_track_") for v in d["summary"].values() for k in v
+                       if k.startswith("prototypes_per_track_")})
+    head = "| level | oracle noise / drift | wrong nearest text, sp / wp | texts per track, sp / wp |"
+    head += "".join(f" prototypes per track ({v}), sp / wp |" for v in variants)
+    lines = [head, "|---|---|---|---|" + "---|" * len(variants)]
+    for lv, v in d["summary"].items():
+        info = d["levels"][lv]
+        row = (f"| {lv} ({info['name']}) | {info['noise']:g} / {info['drift']:g} | {v['sp']['wrong_nearest']:.3f} / "
+               f"{v['wp']['wrong_nearest']:.3f} | {v['sp']['texts_per_track']:.2f} / {v['wp']['texts_per_track']:.2f} |")
+        for var in variants:
+            p = v.get(f"prototypes_per_track_{var}")
+            row += f" {p['sp']:.2f} / {p['wp']:.2f} |" if p else " - |"
+        lines.append(row)
+    scenes = sorted({r["scene"] for r in d["rows"]})
+    lines += ["", f"Scenes {', '.join(map(str, scenes))}; commit {d['commit'][:10]}."]
+    return "\n".join(lines)
+
+
+TABLES = {"lerf": lerf_table, "dryrun": dryrun_table, "simulation": simulation_table}
 
 
 def main(argv: list[str]) -> int:
