@@ -114,3 +114,15 @@ def report(e: KeyboardInterrupt) -> int:
     """Print the one line of an interrupted command on stderr; returns :data:`EXIT_INTERRUPTED`."""
     print(str(e) if isinstance(e, Interrupted) else NOTHING_SAVED, file=sys.stderr)
     return EXIT_INTERRUPTED
+
+
+def child_default_sigint() -> None:
+    """``preexec_fn`` for a child process that must see Ctrl-C (SIGINT) even when the parent ignores it.
+
+    A background job of a non-interactive shell starts with SIGINT ignored, and an ignored signal
+    stays ignored across ``exec``; restoring the default lets the child's Python install its
+    KeyboardInterrupt handler (used by launchers and by the tests that send SIGINT).
+    """
+    import signal as _signal
+
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)

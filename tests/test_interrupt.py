@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ccl_gs.interrupt import child_default_sigint
 import pytest
 import torch
 
@@ -78,7 +79,7 @@ def _env() -> dict[str, str]:
 def interrupt_when(args: list[str], ready: Callable[[], bool], timeout: float = 60.0) -> tuple[int, str]:
     """Start ``python args``, send SIGINT once ``ready()``; returns ``(exit status, stderr)``."""
     p = subprocess.Popen([sys.executable, *args], cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, preexec_fn=child_default_sigint)
     t0 = time.monotonic()
     try:
         while not ready():

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ccl_gs.interrupt import child_default_sigint
 import pytest
 import torch
 
@@ -94,7 +95,8 @@ def test_ctrl_c_saves_and_exits_130(lerf_scene, make_run, tmp_path):
             "--targets", str(lerf_scene["targets"]), "--test-every", "3", "--iterations", "100000",
             "--rays-per-batch", "64", "--no-progress", "--target.clip-encoder", "oracle",
             "--target.dino-encoder", "oracle_dino"]
-    p = subprocess.Popen(args, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(args, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=child_default_sigint)
     t0 = time.time()
     while not (out / "config.json").exists() and time.time() - t0 < 120:
         time.sleep(0.2)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ccl_gs.interrupt import child_default_sigint
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,7 +133,8 @@ def test_ctrl_c_saves_and_the_same_command_resumes(ws_scene, tmp_path):
             "--iterations", "60", "--checkpoint-every", "2", "--batch-pixels", "64", "--patches", "1", "--patch-cells", "4",
             "--no-progress"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    p = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=child_default_sigint)
     t0 = time.time()
     while not (out / "ckpt" / "progress.json").is_file() and p.poll() is None and time.time() - t0 < 120:
         time.sleep(0.05)
