@@ -15,6 +15,8 @@ quirks included) are done through the project's CLIs. Methods:
 ``no_rda``        without relevancy-distribution alignment (``--relevancy-weight 0``)
 ``no_fda``        without feature-distribution alignment (``--dino-pos-weight 0 --dino-neg-weight 0``)
 ``fixed_scale``   without the selection: always the medium crop scale (``--model.fixed-scale 1``)
+``weakseg_lr_dec`` the release's behaviour with a 10x decoder lr (``--lr-decoder 1e-3``): the release's 1e-4
+                  decodes a pretrained appearance feature, here the per-Gaussian features start random
 ``ccl_gated``     CCL-LGS (the scripts' default variant): simulated masks / tracks, oracle encoder, codebook, field
 ``lerf``          the LERF baseline (``cpu`` preset, its own NeRF on all views)
 
@@ -63,6 +65,7 @@ WEAKSEG_VARIANTS = {
     "no_rda": ["--relevancy-weight", "0"],
     "no_fda": ["--dino-pos-weight", "0", "--dino-neg-weight", "0"],
     "fixed_scale": ["--model.fixed-scale", "1"],
+    "weakseg_lr_dec": ["--lr-decoder", "1e-3"],
 }
 """The 3D-OVS method and its ablations: extra options of ``python -m ccl_gs.weakseg``."""
 
