@@ -118,7 +118,6 @@ def contour_terms(
     C1 = int(inst_class.max()) + 1 if inst_class.numel() else 1
     occ = torch.zeros(M, C1, dtype=torch.float64)
     border = torch.zeros(M, dtype=torch.float64)
-    contour = torch.zeros(M, dtype=torch.float64)
     m = masks.to(torch.bool)
     pad = F.pad(m.to(torch.uint8), (1, 1, 1, 1), value=2)  # 2 = outside the image
     inst_p = F.pad(inst, (1, 1, 1, 1), value=0)

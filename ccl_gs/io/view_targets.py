@@ -82,6 +82,41 @@ class TargetStage:
     """Refuse scenes whose training views differ in size."""
 
 
+# The option rules of the two-encoder (CLIP + DINO) target stages, whose configs share the fields
+# ``data``, ``clip_encoder``, ``clip_model``, ``clip_pretrained``, ``dino_encoder``, ``oracle``, ``oracle_dino``.
+
+
+def clip_options(cfg: Any) -> dict[str, Any]:
+    """Options that rebuild a target stage's CLIP encoder (recorded in the manifest's spec)."""
+    from ccl_gs.config import to_dict
+
+    if cfg.clip_encoder == "open_clip":
+        return {"model_name": cfg.clip_model, "pretrained": cfg.clip_pretrained}
+    return {**to_dict(cfg.oracle), "scene_root": str(cfg.oracle.scene_root or cfg.data)}
+
+
+def oracle_dino_options(cfg: Any) -> dict[str, Any]:
+    """Options that rebuild the DINO stand-in of a synthetic scene."""
+    from ccl_gs.config import to_dict
+
+    return {**to_dict(cfg.oracle_dino), "scene_root": str(cfg.oracle.scene_root or cfg.data)}
+
+
+def comparable_config(cfg: Any) -> dict[str, Any]:
+    """A target stage's config as it decides reuse: the scene folder resolved, the oracles' options only
+    when an oracle is used, and never the oracle's scene folder (a path, not a setting)."""
+    from ccl_gs.config import to_dict
+
+    d = to_dict(cfg)
+    d["data"] = str(Path(cfg.data).resolve())
+    d["oracle"].pop("scene_root", None)
+    if cfg.clip_encoder != "oracle":
+        d.pop("oracle")
+    if cfg.dino_encoder != "oracle_dino":
+        d.pop("oracle_dino")
+    return d
+
+
 def scene_views(cfg: Any, device: torch.device | str = "cpu"):
     """The scene and its training views at the run's resolution (the RGB trainers' rule)."""
     from ccl_gs.splat.trainer import load_run_scene, make_dataset

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ccl_gs.config import add_arguments, from_args, to_dict
+from ccl_gs.config import add_arguments, from_args
 from ccl_gs.encoders.dino import DINO_MODEL
 from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from ccl_gs.encoders.oracle import OracleConfig, OracleDinoConfig
@@ -39,6 +39,7 @@ from ccl_gs.interrupt import report as report_interrupt
 from ccl_gs.io.artifacts import parse_shard as _parse_shard
 from ccl_gs.io.artifacts import ArtifactError, Manifest
 from ccl_gs.io.view_targets import TargetsRun, TargetStage, compute_view_targets, load_view_targets
+from ccl_gs.io.view_targets import clip_options, comparable_config, oracle_dino_options  # noqa: F401 (re-exported)
 from ccl_gs.io.view_targets import build_manifest as _build_manifest
 from ccl_gs.io.view_targets import scene_views as _scene_views
 from ccl_gs.lerf.pyramid import PyramidConfig, TileGrid, pad_grid, tile_grids
@@ -78,18 +79,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     return _parse_shard(text, TargetsError)
 
 
-def clip_options(cfg: TargetsConfig) -> dict[str, Any]:
-    """Options that rebuild the CLIP encoder (recorded in the manifest's spec)."""
-    if cfg.clip_encoder == "open_clip":
-        return {"model_name": cfg.clip_model, "pretrained": cfg.clip_pretrained}
-    return {**to_dict(cfg.oracle), "scene_root": str(cfg.oracle.scene_root or cfg.data)}
-
-
 def dino_options(cfg: TargetsConfig) -> dict[str, Any]:
     """Options that rebuild the DINO encoder."""
     if cfg.dino_encoder == "dino":
         return {"model_name": cfg.dino_model, "checkpoint": cfg.dino_checkpoint, "short_side": cfg.dino_short_side}
-    return {**to_dict(cfg.oracle_dino), "scene_root": str(cfg.oracle.scene_root or cfg.data)}
+    return oracle_dino_options(cfg)
 
 
 def validate(cfg: TargetsConfig) -> None:
@@ -106,17 +100,6 @@ def validate(cfg: TargetsConfig) -> None:
         cfg.pyramid.validate()
     except ValueError as e:
         raise TargetsError(str(e)) from None
-
-
-def _comparable(cfg: TargetsConfig) -> dict[str, Any]:
-    d = to_dict(cfg)
-    d["data"] = str(Path(cfg.data).resolve())
-    d["oracle"].pop("scene_root", None)
-    if cfg.clip_encoder != "oracle":
-        d.pop("oracle")
-    if cfg.dino_encoder != "oracle_dino":
-        d.pop("oracle_dino")
-    return d
 
 
 def _encoders(cfg: TargetsConfig) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -142,7 +125,7 @@ def _encode_view(cfg: TargetsConfig, extra: dict[str, Any], item: dict[str, Any]
 
 STAGE = TargetStage(
     kind=TARGETS_KIND, version=TARGETS_VERSION, title="LERF targets", command="python -m ccl_gs.lerf.targets",
-    error=TargetsError, encoders=_encoders, comparable=_comparable, geometry=_geometry, encode=_encode_view,
+    error=TargetsError, encoders=_encoders, comparable=comparable_config, geometry=_geometry, encode=_encode_view,
 )
 """LERF's target stage on the shared per-view machinery (:mod:`ccl_gs.io.view_targets`)."""
 

@@ -43,12 +43,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ccl_gs.config import add_arguments, from_args, to_dict
+from ccl_gs.config import add_arguments, from_args
 from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from ccl_gs.encoders.oracle import OracleConfig, OracleDinoConfig
 from ccl_gs.interrupt import report as report_interrupt
 from ccl_gs.io.artifacts import ArtifactError, Manifest
 from ccl_gs.io.view_targets import TargetsRun, TargetStage, compute_view_targets, load_view_targets
+from ccl_gs.io.view_targets import clip_options, comparable_config, oracle_dino_options  # noqa: F401 (re-exported)
 
 TARGETS_KIND = "weakseg_targets"
 TARGETS_VERSION = 1
@@ -87,18 +88,11 @@ class WeaksegTargetsConfig:
     oracle_dino: OracleDinoConfig = field(default_factory=OracleDinoConfig)
 
 
-def clip_options(cfg: WeaksegTargetsConfig) -> dict[str, Any]:
-    """Options that rebuild the CLIP encoder (recorded in the manifest's spec)."""
-    if cfg.clip_encoder == "open_clip":
-        return {"model_name": cfg.clip_model, "pretrained": cfg.clip_pretrained}
-    return {**to_dict(cfg.oracle), "scene_root": str(cfg.oracle.scene_root or cfg.data)}
-
-
 def dino_options(cfg: WeaksegTargetsConfig) -> dict[str, Any]:
     """Options that rebuild the DINO encoder."""
     if cfg.dino_encoder == "dino":
         return {"model_name": cfg.dino_model, "checkpoint": cfg.dino_checkpoint, "short_side": 0, "facet": cfg.dino_facet}
-    return {**to_dict(cfg.oracle_dino), "scene_root": str(cfg.oracle.scene_root or cfg.data)}
+    return oracle_dino_options(cfg)
 
 
 def validate(cfg: WeaksegTargetsConfig) -> None:
@@ -204,17 +198,6 @@ def feature_cell(encoder) -> int:
     return int(cell)
 
 
-def _comparable(cfg: WeaksegTargetsConfig) -> dict[str, Any]:
-    d = to_dict(cfg)
-    d["data"] = str(Path(cfg.data).resolve())
-    d["oracle"].pop("scene_root", None)
-    if cfg.clip_encoder != "oracle":
-        d.pop("oracle")
-    if cfg.dino_encoder != "oracle_dino":
-        d.pop("oracle_dino")
-    return d
-
-
 def _encoders(cfg: WeaksegTargetsConfig) -> dict[str, tuple[str, dict[str, Any]]]:
     validate(cfg)
     return {"clip_encoder": (cfg.clip_encoder, clip_options(cfg)), "dino_encoder": (cfg.dino_encoder, dino_options(cfg))}
@@ -247,7 +230,7 @@ def _encode_view(cfg: WeaksegTargetsConfig, extra: dict[str, Any], item: dict[st
 
 STAGE = TargetStage(
     kind=TARGETS_KIND, version=TARGETS_VERSION, title="3D-OVS targets", command="python -m ccl_gs.weakseg.targets",
-    error=WeaksegTargetsError, encoders=_encoders, comparable=_comparable, geometry=_geometry, encode=_encode_view,
+    error=WeaksegTargetsError, encoders=_encoders, comparable=comparable_config, geometry=_geometry, encode=_encode_view,
 )
 """The 3D-OVS target stage on the shared per-view machinery (:mod:`ccl_gs.io.view_targets`)."""
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ccl_gs.data.synthetic.gt import GroundTruth
 from ccl_gs.encoders.drift import CONFUSERS
+from ccl_gs.io.artifacts import load_npz
 
 
 def text_set(gt: GroundTruth) -> tuple[list[str], np.ndarray]:
@@ -94,8 +95,6 @@ def feature_statistics(preprocessed: str | Path, encoder, assignment: np.ndarray
     T = F.normalize(encoder.encode_text(names), dim=1)  # [T, D]
     nearest = (F.normalize(ms.features, dim=1) @ T.T).argmax(1).numpy()  # [M]
     truth = np.zeros(len(nearest), np.int64)
-    from ccl_gs.io.artifacts import load_npz
-
     for v, stem in enumerate(ms.stems):
         lo, hi = ms.offsets[v], ms.offsets[v + 1]
         maps = load_npz(Path(preprocessed) / f"{stem}.npz", ("index_maps",))["index_maps"]
