@@ -287,3 +287,33 @@ def load_view_targets(stage: TargetStage, folder: str | Path, cfg: Any | None = 
         z = load_npz(f, keys) if keys is not None else load_npz(f)
         out.append({k: v for k, v in z.items() if k != "fingerprint"})
     return man, out
+
+
+def targets_main(config_cls: type, compute: Callable[[Any, "TargetsRun"], dict[str, Any]], error: type[Exception],
+                 label: str, prog: str, description: str, argv: list[str] | None = None) -> int:
+    """The CLI of a CLIP + DINO target stage: parse ``config_cls`` and :class:`TargetsRun`, run ``compute``,
+    print one summary line (or one error line, exit 2; Ctrl-C: the interrupt report, exit 130)."""
+    import argparse
+    import sys
+
+    from ccl_gs.config import add_arguments, from_args
+    from ccl_gs.interrupt import report as report_interrupt
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser, config_cls)
+    add_arguments(parser, TargetsRun)
+    ns = vars(parser.parse_args(argv))
+    run_keys = set(TargetsRun.__dataclass_fields__)
+    run = from_args(TargetsRun, argparse.Namespace(**{k: v for k, v in ns.items() if k in run_keys}))
+    cfg = from_args(config_cls, argparse.Namespace(**{k: v for k, v in ns.items() if k not in run_keys}))
+    try:
+        s = compute(cfg, run)
+    except KeyboardInterrupt as e:
+        return report_interrupt(e)
+    except (error, ArtifactError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    state = "complete" if not s["missing"] else f"{len(s['missing'])} views left for other shards"
+    print(f"{label}: {s['views']} views ({s['computed']} computed now), {state} -> {s['out']}  "
+          f"[clip {s['clip']}, dino {s['dino']}]")
+    return 0

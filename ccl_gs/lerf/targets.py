@@ -21,7 +21,6 @@ or the synthetic DINO stand-in.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +30,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ccl_gs.config import add_arguments, from_args
 from ccl_gs.encoders.dino import DINO_MODEL
 from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from ccl_gs.encoders.oracle import OracleConfig, OracleDinoConfig
-from ccl_gs.interrupt import report as report_interrupt
 from ccl_gs.io.artifacts import parse_shard as _parse_shard
-from ccl_gs.io.artifacts import ArtifactError, Manifest
+from ccl_gs.io.artifacts import Manifest
 from ccl_gs.io.view_targets import TargetsRun, TargetStage, compute_view_targets, load_view_targets
-from ccl_gs.io.view_targets import clip_options, comparable_config, oracle_dino_options  # noqa: F401 (re-exported)
+from ccl_gs.io.view_targets import clip_options, comparable_config, oracle_dino_options, targets_main  # noqa: F401
 from ccl_gs.io.view_targets import build_manifest as _build_manifest
 from ccl_gs.io.view_targets import scene_views as _scene_views
 from ccl_gs.lerf.pyramid import PyramidConfig, TileGrid, pad_grid, tile_grids
@@ -199,24 +196,8 @@ def from_dict_targets(d: dict[str, Any]) -> TargetsConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ccl_gs.lerf.targets", description=__doc__.split("\n")[0])
-    add_arguments(parser, TargetsConfig)
-    add_arguments(parser, TargetsRun)
-    ns = vars(parser.parse_args(argv))
-    run_keys = {f for f in TargetsRun.__dataclass_fields__}
-    run = from_args(TargetsRun, argparse.Namespace(**{k: v for k, v in ns.items() if k in run_keys}))
-    cfg = from_args(TargetsConfig, argparse.Namespace(**{k: v for k, v in ns.items() if k not in run_keys}))
-    try:
-        s = compute_targets(cfg, run)
-    except KeyboardInterrupt as e:
-        return report_interrupt(e)
-    except (TargetsError, ArtifactError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    state = "complete" if not s["missing"] else f"{len(s['missing'])} views left for other shards"
-    print(f"lerf targets: {s['views']} views ({s['computed']} computed now), {state} -> {s['out']}  "
-          f"[clip {s['clip']}, dino {s['dino']}]")
-    return 0
+    return targets_main(TargetsConfig, compute_targets, TargetsError, "lerf targets", "python -m ccl_gs.lerf.targets",
+                        __doc__.split("\n")[0], argv)
 
 
 if __name__ == "__main__":

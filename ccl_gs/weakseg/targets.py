@@ -33,7 +33,6 @@ LERF's, model ``vit_base_patch8_224.dino``) or the synthetic DINO stand-in.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,13 +42,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ccl_gs.config import add_arguments, from_args
 from ccl_gs.encoders.open_clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from ccl_gs.encoders.oracle import OracleConfig, OracleDinoConfig
-from ccl_gs.interrupt import report as report_interrupt
-from ccl_gs.io.artifacts import ArtifactError, Manifest
+from ccl_gs.io.artifacts import Manifest
 from ccl_gs.io.view_targets import TargetsRun, TargetStage, compute_view_targets, load_view_targets
-from ccl_gs.io.view_targets import clip_options, comparable_config, oracle_dino_options  # noqa: F401 (re-exported)
+from ccl_gs.io.view_targets import clip_options, comparable_config, oracle_dino_options, targets_main  # noqa: F401
 
 TARGETS_KIND = "weakseg_targets"
 TARGETS_VERSION = 1
@@ -271,7 +268,8 @@ def compute_targets(cfg: WeaksegTargetsConfig, run: TargetsRun, clip_encoder=Non
     """Compute (or resume, or reuse) the targets of ``cfg`` into ``run.out``; returns a summary."""
     validate(cfg)
     given = {k: v for k, v in (("clip_encoder", clip_encoder), ("dino_encoder", dino_encoder)) if v is not None}
-    return compute_view_targets(STAGE, cfg, run, given)
+    s = compute_view_targets(STAGE, cfg, run, given)
+    return {**s, "clip": s.pop("clip_encoder"), "dino": s.pop("dino_encoder")}
 
 
 def load_targets(folder: str | Path, cfg: WeaksegTargetsConfig | None = None) -> WeaksegTargets:
@@ -286,24 +284,8 @@ def load_targets(folder: str | Path, cfg: WeaksegTargetsConfig | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ccl_gs.weakseg.targets", description=__doc__.split("\n")[0])
-    add_arguments(parser, WeaksegTargetsConfig)
-    add_arguments(parser, TargetsRun)
-    ns = vars(parser.parse_args(argv))
-    run_keys = set(TargetsRun.__dataclass_fields__)
-    run = from_args(TargetsRun, argparse.Namespace(**{k: v for k, v in ns.items() if k in run_keys}))
-    cfg = from_args(WeaksegTargetsConfig, argparse.Namespace(**{k: v for k, v in ns.items() if k not in run_keys}))
-    try:
-        s = compute_targets(cfg, run)
-    except KeyboardInterrupt as e:
-        return report_interrupt(e)
-    except (WeaksegTargetsError, ArtifactError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    state = "complete" if not s["missing"] else f"{len(s['missing'])} views left for other shards"
-    print(f"3D-OVS targets: {s['views']} views ({s['computed']} computed now), {state} -> {s['out']}  "
-          f"[clip {s['clip_encoder']}, dino {s['dino_encoder']}]")
-    return 0
+    return targets_main(WeaksegTargetsConfig, compute_targets, WeaksegTargetsError, "3D-OVS targets", "python -m ccl_gs.weakseg.targets",
+                        __doc__.split("\n")[0], argv)
 
 
 if __name__ == "__main__":
