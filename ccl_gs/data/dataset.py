@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ccl_gs.data.scene import Camera, Scene, load_image, load_scene
+from ccl_gs.data.scene import Camera, Scene, load_image_alpha, load_scene
 
 Split = Literal["train", "test", "all"]
 
@@ -180,15 +180,19 @@ class SceneDataset(torch.utils.data.Dataset):
         undistort = Undistorter(crop=crop_undistorted)
         self.cameras: list[Camera] = []
         self._images: list[Tensor] = []
+        self._alphas: list[Tensor | None] = []
         for i in self.indices:
             cam = scene.cameras[i]
             w, h = target_size(cam, downscale, width)
             if (w, h) != (cam.width, cam.height):
                 cam = cam.scaled(w, h)
-            img = load_image(scene.image_paths[i], w, h, white_background=scene.white_background)
+            img, alpha = load_image_alpha(scene.image_paths[i], w, h, white_background=scene.white_background)
+            if alpha is not None:
+                img = np.concatenate([img, alpha], axis=-1)
             img, cam = undistort(img, cam)
             self.cameras.append(cam)
-            self._images.append(torch.from_numpy(img).to(self.device))
+            self._images.append(torch.from_numpy(np.ascontiguousarray(img[..., :3])).to(self.device))
+            self._alphas.append(None if alpha is None else torch.from_numpy(np.ascontiguousarray(img[..., 3:])).to(self.device))
         self._viewmats = torch.as_tensor(scene.viewmats[self.indices], dtype=torch.float32).reshape(-1, 4, 4)
         self._viewmats = self._viewmats.to(self.device)
         self._Ks = torch.stack([torch.as_tensor(c.K(), dtype=torch.float32) for c in self.cameras]) if self.cameras else torch.zeros(0, 3, 3)
@@ -205,9 +209,11 @@ class SceneDataset(torch.utils.data.Dataset):
             K:       [3, 3] float32 pinhole intrinsics (pixel centres at +0.5)
             index:   int, the view index in the scene
             width, height: int
+            alpha:   [H, W, 1] float32 in [0, 1], only when the image file has an alpha channel
+                     (``image`` is then already composited on the scene's background)
         """
         cam = self.cameras[item]
-        return {
+        out = {
             "image": self._images[item],
             "viewmat": self._viewmats[item],
             "K": self._Ks[item],
@@ -215,6 +221,9 @@ class SceneDataset(torch.utils.data.Dataset):
             "width": cam.width,
             "height": cam.height,
         }
+        if self._alphas[item] is not None:
+            out["alpha"] = self._alphas[item]
+        return out
 
     def stacked(self) -> dict:
         """All items at once::

@@ -162,6 +162,13 @@ def load_image(path: Path, width: int | None = None, height: int | None = None, 
     Alpha is composited on white or black; the image is resized (area
     filter) when ``width``/``height`` are given. Errors name the file.
     """
+    return load_image_alpha(path, width, height, white_background)[0]
+
+
+def load_image_alpha(
+    path: Path, width: int | None = None, height: int | None = None, white_background: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`load_image` and the image's own alpha ``[H, W, 1]`` in [0, 1] (None when it has none)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -178,11 +185,12 @@ def load_image(path: Path, width: int | None = None, height: int | None = None, 
         raise SceneError(f"missing image: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise SceneError(f"unreadable image {path}: {e}") from None
+    alpha = None
     if arr.shape[-1] == 4:
-        rgb, a = arr[..., :3], arr[..., 3:]
+        rgb, alpha = arr[..., :3], np.ascontiguousarray(arr[..., 3:])
         bg = 1.0 if white_background else 0.0
-        arr = rgb * a + bg * (1.0 - a)
-    return np.ascontiguousarray(arr)
+        arr = rgb * alpha + bg * (1.0 - alpha)
+    return np.ascontiguousarray(arr), alpha
 
 
 Reader = Callable[..., Scene]

@@ -58,6 +58,13 @@ class RGBTrainConfig:
     sh_degree: int = field(default=3, metadata={"help": f"Maximum SH degree of the colour (0..{MAX_SH_DEGREE})."})
     sh_degree_interval: int = field(default=1000, metadata={"help": "Raise the active SH degree every this many steps."})
     ssim_lambda: float = field(default=0.2, metadata={"help": "Weight of D-SSIM in the loss (3DGS: 0.2)."})
+    random_background: bool = field(
+        default=True,
+        metadata={
+            "help": "Views whose images carry alpha (Blender): composite each training view on a random colour, so "
+            "no Gaussian can pass for background in the training views and float in front of the object in others."
+        },
+    )
     init: InitConfig = field(default_factory=InitConfig)
     lr: LearningRates = field(default_factory=LearningRates)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
@@ -130,8 +137,11 @@ class Trainer:
             self._order = list(self._rng.permutation(len(self.train_set)))
         return int(self._order.pop())
 
-    def render(self, item: dict[str, Any], render_mode: str = "RGB") -> tuple[Tensor, Tensor, dict]:
-        """Render one view item; returns ``colors [1,H,W,3]``, ``alphas [1,H,W,1]``, meta."""
+    def render(
+        self, item: dict[str, Any], render_mode: str = "RGB", background: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, dict]:
+        """Render one view item (on ``background [3]``, default the scene's); returns ``colors [1,H,W,3]``,
+        ``alphas [1,H,W,1]``, meta."""
         return render_rgb(
             self.params,
             item["viewmat"][None].to(self.device),
@@ -139,7 +149,7 @@ class Trainer:
             int(item["width"]),
             int(item["height"]),
             sh_degree=self.active_sh_degree(),
-            background=self.background,
+            background=self.background if background is None else background,
             render_mode=render_mode,
             backend=_backend(self.cfg.backend),
         )
@@ -151,6 +161,19 @@ class Trainer:
             return l1
         return (1 - self.cfg.ssim_lambda) * l1 + self.cfg.ssim_lambda * (1 - ssim(colors, target))
 
+    def training_target(self, item: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """The target image ``[1, H, W, 3]`` of a training step and the background ``[3]`` to render it on.
+
+        With ``random_background`` and a view with alpha, the background is a random colour (drawn from
+        torch's generator, which checkpoints carry) and the target is the image re-composited on it.
+        """
+        target = item["image"].to(self.device)[None]
+        alpha = item.get("alpha")
+        if not self.cfg.random_background or alpha is None:
+            return target, self.background
+        background = torch.rand(3).to(self.device)
+        return target + (background - self.background) * (1.0 - alpha.to(self.device)[None]), background
+
     def step(self, extra_loss: Callable[[dict, dict], Tensor] | None = None) -> dict[str, float]:
         """One optimization step on the next training view.
 
@@ -161,8 +184,8 @@ class Trainer:
             ``{"loss", "psnr", "n"}`` of this step.
         """
         item = self.train_set[self.next_view()]
-        target = item["image"].to(self.device)[None]
-        colors, _, meta = self.render(item)
+        target, background = self.training_target(item)
+        colors, _, meta = self.render(item, background=background)
         colors = colors[..., :3]
         self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step_count, meta)
         loss = self.rgb_loss(colors, target)
