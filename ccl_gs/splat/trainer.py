@@ -305,6 +305,16 @@ def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 _RESUMABLE_KEYS = {"progress", "overwrite", "max_seconds", "save_renders", "checkpoint_every", "out", "data"}
 
 
+def with_new_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config dict with options added since it was written set to their defaults (a run made
+    before an option existed behaved as its default, when the default keeps the old behaviour); the dict
+    as is when it does not parse."""
+    try:
+        return to_dict(from_dict(RGBTrainConfig, saved))
+    except (TypeError, ValueError):
+        return saved
+
+
 def check_run_folder(cfg: RGBTrainConfig) -> str:
     """Decide what to do with ``cfg.out``: ``"fresh"``, ``"resume"`` or ``"done"``.
 
@@ -316,7 +326,7 @@ def check_run_folder(cfg: RGBTrainConfig) -> str:
     saved = out / "config.json"
     if not saved.exists():
         return "fresh"
-    old = read_json(saved)
+    old = with_new_defaults(read_json(saved))
     diff = [k for k in diff_keys(old, to_dict(cfg)) if k.split(".")[0] not in _RESUMABLE_KEYS]
     if diff:
         if cfg.overwrite:

@@ -117,3 +117,20 @@ def test_cli_missing_scene_is_one_line_error(tmp_path):
     r = _train_cli("--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2
     assert str(tmp_path / "nope") in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_run_saved_before_an_option_existed_is_not_a_different_config(tmp_path):
+    from ccl_gs.config import to_dict
+    from ccl_gs.io.artifacts import write_json
+    from ccl_gs.splat.trainer import check_run_folder
+
+    cfg = tiny_cfg(tmp_path)
+    old = to_dict(cfg)
+    del old["random_background"]
+    cfg.out.mkdir(parents=True)
+    write_json(cfg.out / "config.json", old)
+    assert check_run_folder(cfg) == "fresh"
+    changed = dict(old, ssim_lambda=0.5)
+    write_json(cfg.out / "config.json", changed)
+    with pytest.raises(Exception, match="ssim_lambda"):
+        check_run_folder(cfg)
