@@ -5,6 +5,7 @@
     python bench/tables.py lerf                                                # LERF NeRF: PSNR / seconds
     python bench/tables.py dryrun                                              # real-size dry runs + memory estimate
     python bench/tables.py simulation                                          # what each simulation level does
+    python bench/tables.py rgb                                                 # RGB Gaussians: held-out PSNR / seconds
 
 ``semantic`` merges the ``summary`` of every file given (later files win for
 the same method / level) and prints one row per method and level: mIoU ±
@@ -128,7 +129,26 @@ def simulation_table(path: Path = REPO / "bench" / "results" / "simulation.json"
     return "\n".join(lines)
 
 
-TABLES = {"lerf": lerf_table, "dryrun": dryrun_table, "simulation": simulation_table}
+def rgb_table(results: Path = REPO / "bench" / "results") -> str:
+    """Held-out PSNR of RGB training: ``rgb_<preset>.json`` (``bench/bench_rgb.py``) and the presets of
+    ``rgb_synthetic.json`` (``bench/bench_synthetic_rgb.py``), with their targets where the issue set one."""
+    rows = []
+    for f in sorted(results.glob("rgb_*.json")):
+        d = json.loads(f.read_text())
+        if f.name == "rgb_synthetic.json":
+            rows += [(f"synthetic {name}", r) for name, r in d.get("presets", d).items() if isinstance(r, dict)]
+        else:
+            rows.append((d["preset"], d))
+    lines = ["| scene | size | iterations | held-out PSNR | SSIM | seconds (s/it) | Gaussians | target |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        target = f"{r['target_psnr']:.0f} dB" if r.get("target_psnr") else "-"
+        lines.append(f"| {name} | {r['resolution']} | {r['iterations']} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | "
+                     f"{r['seconds']:.0f} ({r['seconds_per_iter']:.2f}) | {r['n_gaussians']} | {target} |")
+    return "\n".join(lines)
+
+
+TABLES = {"rgb": rgb_table, "lerf": lerf_table, "dryrun": dryrun_table, "simulation": simulation_table}
 
 
 def main(argv: list[str]) -> int:
