@@ -4,12 +4,13 @@
 Presets:
   fern252  LLFF fern at images_16 (252x189), views 0, 8, 16 held out
   fern504  LLFF fern at images_8 (504x378), views 0, 8, 16 held out (NeRF reports 25.17 dB here)
-  lego     NeRF-synthetic lego subset (25 train / 10 test views) at 200x200
+  lego     NeRF-synthetic lego subset (25 train / 10 test views) at 200x200, train.py's default options
 
     python bench/bench_rgb.py fern252 [--iterations N] [--max-seconds S]
 
 Prints held-out PSNR, SSIM, seconds, seconds per iteration and the Gaussian
-count, and writes bench/results/rgb_<preset>.json.
+count, and writes bench/results/rgb_<preset>.json (rgb_<preset>_it<N>.json
+with --iterations N).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ccl_gs.io.artifacts import write_json  # noqa: E402
-from ccl_gs.splat.gaussians import InitConfig  # noqa: E402
 from ccl_gs.splat.strategy import DensifyConfig  # noqa: E402
 from ccl_gs.splat.trainer import RGBTrainConfig, run  # noqa: E402
 
@@ -46,17 +46,13 @@ def preset(name: str, iterations: int | None, max_seconds: float) -> RGBTrainCon
             sh_degree_interval=max(iters // 4, 1),
             densify=DensifyConfig(refine_start_iter=200, refine_stop_iter=int(iters * 0.55), refine_every=100),
         )
-    if name == "lego":
-        iters = iterations or 2000
+    if name == "lego":  # train.py's default options at 200x200
+        default = RGBTrainConfig()
         return RGBTrainConfig(
             data=DATA / "nerf_synthetic_lego_small",
             factor=4,
-            iterations=iters,
+            iterations=iterations or default.iterations,
             max_seconds=max_seconds,
-            sh_degree=3,
-            sh_degree_interval=max(iters // 4, 1),
-            init=InitConfig(n_random=20_000),
-            densify=DensifyConfig(refine_start_iter=200, refine_stop_iter=int(iters * 0.55), refine_every=100),
         )
     raise SystemExit(f"unknown preset '{name}' (fern252 | fern504 | lego)")
 
@@ -89,7 +85,9 @@ def main() -> int:
     }
     for k, v in row.items():
         print(f"{k:>18}: {v}")
-    write_json(REPO / "bench" / "results" / f"rgb_{args.preset}.json", {**row, "config": dataclasses.asdict(cfg)})
+    name = args.preset if args.iterations is None else f"{args.preset}_it{args.iterations}"
+    row["preset"] = name
+    write_json(REPO / "bench" / "results" / f"rgb_{name}.json", {**row, "config": dataclasses.asdict(cfg)})
     return 0
 
 

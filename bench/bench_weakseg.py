@@ -17,6 +17,8 @@ quirks included) are done through the project's CLIs. Methods:
 ``fixed_scale``   without the selection: always the medium crop scale (``--model.fixed-scale 1``)
 ``weakseg_lr_dec`` the release's behaviour with a 10x decoder lr (``--lr-decoder 1e-3``): the release's 1e-4
                   decodes a pretrained appearance feature, here the per-Gaussian features start random
+``weakseg_lr_dec100`` the same with a 100x decoder lr (``--lr-decoder 1e-2``)
+``weakseg_lr_dec_fixes`` the 10x decoder lr with both fixes
 ``ccl_gated``     CCL-LGS (the scripts' default variant): simulated masks / tracks, oracle encoder, codebook, field
 ``lerf``          the LERF baseline (``cpu`` preset, its own NeRF on all views)
 
@@ -66,6 +68,8 @@ WEAKSEG_VARIANTS = {
     "no_fda": ["--dino-pos-weight", "0", "--dino-neg-weight", "0"],
     "fixed_scale": ["--model.fixed-scale", "1"],
     "weakseg_lr_dec": ["--lr-decoder", "1e-3"],
+    "weakseg_lr_dec100": ["--lr-decoder", "1e-2"],
+    "weakseg_lr_dec_fixes": ["--lr-decoder", "1e-3", "--rda-normalize", "--model.selection", "logits"],
 }
 """The 3D-OVS method and its ablations: extra options of ``python -m ccl_gs.weakseg``."""
 

@@ -12,11 +12,16 @@ One deliberate change: in gsplat 1.5.3 the periodic opacity reset never fires
 (every ``reset_every`` steps while refining), so ``reset_every`` means what
 it says. Set it larger than the number of iterations to disable it, which is
 the default of short CPU schedules.
+
+The start and stop of densification default to fractions of the run (3DGS
+densifies from step 500 to 15k of 30k): :meth:`DensifyConfig.resolved` fills
+them from the iteration count, so a short run does not densify to its last
+step (new Gaussians then never converge) and a long one is not cut short.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -28,8 +33,12 @@ from gsplat.strategy.ops import reset_opa
 class DensifyConfig:
     """Densification schedule (gsplat DefaultStrategy fields, 3DGS defaults)."""
 
-    refine_start_iter: int = field(default=500, metadata={"help": "First step that densifies."})
-    refine_stop_iter: int = field(default=15_000, metadata={"help": "Last step that densifies."})
+    refine_start_iter: int | None = field(
+        default=None, metadata={"help": "First step that densifies (None: min(500, iterations / 10); 3DGS: 500)."}
+    )
+    refine_stop_iter: int | None = field(
+        default=None, metadata={"help": "Step where densification stops (None: 55%% of the iterations; 3DGS: 15k of 30k)."}
+    )
     refine_every: int = field(default=100, metadata={"help": "Densify every this many steps."})
     reset_every: int = field(default=3000, metadata={"help": "Reset opacities every this many steps while refining."})
     grow_grad2d: float = field(default=0.0002, metadata={"help": "Screen-space gradient threshold for growing."})
@@ -38,6 +47,23 @@ class DensifyConfig:
     prune_scale3d: float = field(default=0.1, metadata={"help": "Prune Gaussians larger than this (x scene scale), after the first reset."})
     absgrad: bool = field(default=False, metadata={"help": "Use absolute gradients (gsplat's AbsGS option; CUDA backend only)."})
     verbose: bool = field(default=False, metadata={"help": "Print densification events."})
+
+
+    def __post_init__(self) -> None:
+        for name in ("refine_start_iter", "refine_stop_iter"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"--densify.{name.replace('_', '-')} must be >= 0, got {v}")
+        if self.refine_every < 1:
+            raise ValueError(f"--densify.refine-every must be >= 1, got {self.refine_every}")
+        if self.reset_every < 1:
+            raise ValueError(f"--densify.reset-every must be >= 1, got {self.reset_every}")
+
+    def resolved(self, iterations: int) -> "DensifyConfig":
+        """This config with the unset start / stop filled for a run of ``iterations`` steps."""
+        start = min(500, iterations // 10) if self.refine_start_iter is None else self.refine_start_iter
+        stop = int(0.55 * iterations) if self.refine_stop_iter is None else self.refine_stop_iter
+        return replace(self, refine_start_iter=start, refine_stop_iter=stop)
 
 
 class DensifyStrategy(DefaultStrategy):
@@ -49,8 +75,9 @@ class DensifyStrategy(DefaultStrategy):
             reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
 
 
-def make_strategy(cfg: DensifyConfig) -> DensifyStrategy:
-    """Build the strategy object from its config."""
+def make_strategy(cfg: DensifyConfig, iterations: int) -> DensifyStrategy:
+    """Build the strategy object from its config for a run of ``iterations`` steps."""
+    cfg = cfg.resolved(iterations)
     return DensifyStrategy(
         refine_start_iter=cfg.refine_start_iter,
         refine_stop_iter=cfg.refine_stop_iter,

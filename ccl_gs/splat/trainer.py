@@ -56,7 +56,10 @@ class RGBTrainConfig:
     iterations: int = field(default=1500, metadata={"help": "Optimization steps (one view per step); at least 1."})
     max_seconds: float = field(default=0.0, metadata={"help": "Stop training after this many seconds (0 = no limit)."})
     sh_degree: int = field(default=3, metadata={"help": f"Maximum SH degree of the colour (0..{MAX_SH_DEGREE})."})
-    sh_degree_interval: int = field(default=1000, metadata={"help": "Raise the active SH degree every this many steps."})
+    sh_degree_interval: int | None = field(
+        default=None,
+        metadata={"help": "Raise the active SH degree every this many steps (None: min(1000, iterations / 4); 3DGS: 1000)."},
+    )
     ssim_lambda: float = field(default=0.2, metadata={"help": "Weight of D-SSIM in the loss (3DGS: 0.2)."})
     random_background: bool = field(
         default=True,
@@ -83,6 +86,8 @@ class RGBTrainConfig:
             raise ValueError(f"--factor must be >= 1, got {self.factor}")
         if not 0 <= self.sh_degree <= MAX_SH_DEGREE:
             raise ValueError(f"--sh-degree must be in 0..{MAX_SH_DEGREE}, got {self.sh_degree}")
+        if self.sh_degree_interval is not None and self.sh_degree_interval < 1:
+            raise ValueError(f"--sh-degree-interval must be >= 1, got {self.sh_degree_interval}")
         if self.checkpoint_every < 1:
             raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
 
@@ -113,7 +118,7 @@ class Trainer:
             random_init=None if region is None else (lambda g: random_points(scene, region, cfg.init.n_random, g)),
         ).to(self.device)
         self.optimizers = make_optimizers(self.params, cfg.lr, self.scene_scale)
-        self.strategy = make_strategy(cfg.densify)
+        self.strategy = make_strategy(cfg.densify, cfg.iterations)
         self.strategy.check_sanity(self.params, self.optimizers)
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         self.step_count = 0
@@ -129,7 +134,10 @@ class Trainer:
         return int(self.params["means"].shape[0])
 
     def active_sh_degree(self) -> int:
-        return min(self.step_count // max(self.cfg.sh_degree_interval, 1), self.cfg.sh_degree)
+        interval = self.cfg.sh_degree_interval
+        if interval is None:
+            interval = min(1000, self.cfg.iterations // 4)
+        return min(self.step_count // max(interval, 1), self.cfg.sh_degree)
 
     def next_view(self) -> int:
         """Index into the training set; a fresh random permutation each epoch."""
