@@ -6,6 +6,7 @@
     python bench/tables.py dryrun                                              # real-size dry runs + memory estimate
     python bench/tables.py simulation                                          # what each simulation level does
     python bench/tables.py rgb                                                 # RGB Gaussians: held-out PSNR / seconds
+    python bench/tables.py weakseg                                             # 3D-OVS protocol: the 3D-OVS method, CCL, LERF
 
 ``semantic`` merges the ``summary`` of every file given (later files win for
 the same method / level) and prints one row per method and level: mIoU ±
@@ -148,7 +149,45 @@ def rgb_table(results: Path = REPO / "bench" / "results") -> str:
     return "\n".join(lines)
 
 
-TABLES = {"rgb": rgb_table, "lerf": lerf_table, "dryrun": dryrun_table, "simulation": simulation_table}
+WEAKSEG_ORDER = ("weakseg", "no_rda", "no_fda", "fixed_scale", "weakseg_fixes", "weakseg_lr_dec", "weakseg_lr_dec100",
+                 "weakseg_lr_dec_fixes", "ccl_gated", "lerf")
+
+
+def _span(values: list[float], fmt: str) -> str:
+    """``lo-hi`` of ``values`` (one figure when they agree at ``fmt``; empty when there are none)."""
+    if not values:
+        return ""
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def weakseg_table(path: Path = REPO / "bench" / "results" / "weakseg.json") -> str:
+    """The 3D-OVS-protocol table of ``bench/results/weakseg.json`` (``bench/bench_weakseg.py``): one row per
+    method and level, one mIoU column per scene, their mean where every scene has one; the CLIP targets alone
+    (per crop scale) as the last rows."""
+    rows = json.loads(path.read_text())["rows"]
+    scenes = sorted({r["scene"] for r in rows})
+    cells: dict[tuple[str, int], dict[int, dict]] = {}
+    for r in rows:
+        cells.setdefault((r["method"], r["level"]), {})[r["scene"]] = r
+    order = {m: i for i, m in enumerate(WEAKSEG_ORDER)}
+    keys = sorted(cells, key=lambda k: (k[0].startswith("clip_targets"), k[1], order.get(k[0], len(order)), k[0]))
+    head = " | ".join(f"scene {s}" for s in scenes)
+    lines = [f"| method | level | mIoU {head} | mean | s / iteration | peak memory |",
+             "|---|---|" + "---|" * len(scenes) + "---|---|---|"]
+    for key in keys:
+        c = cells[key]
+        vals = " | ".join(f"{100 * c[s]['miou']:.1f}" if s in c else "-" for s in scenes)
+        mean = f"{100 * sum(c[s]['miou'] for s in scenes) / len(scenes):.1f}" if all(s in c for s in scenes) else "-"
+        its = [c[s]["s_per_iter"] for s in scenes if s in c and c[s].get("s_per_iter")]
+        mem = [c[s]["peak_mb"] for s in scenes if s in c and c[s].get("peak_mb")]
+        t = _span(its, "{:.2f}")
+        m = _span(mem, "{:.0f}") + (" MB" if mem else "")
+        lines.append(f"| `{key[0]}` | {key[1]} | {vals} | {mean} | {t} | {m} |")
+    return "\n".join(lines)
+
+
+TABLES = {"weakseg": weakseg_table, "rgb": rgb_table, "lerf": lerf_table, "dryrun": dryrun_table, "simulation": simulation_table}
 
 
 def main(argv: list[str]) -> int:
