@@ -152,3 +152,28 @@ def from_dict(cls: type[T], d: dict, strict: bool = True) -> T:
             v = tuple(v)
         kwargs[name] = v
     return cls(**kwargs)
+
+
+def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested config dicts differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def changed_options(saved: dict, cfg: Any, ignore: set[str] = frozenset()) -> list[str]:
+    """Dotted keys where the config dict ``saved`` beside a run differs from the config ``cfg``.
+
+    Options added since ``saved`` was written count as their defaults (a run made before an
+    option existed behaved as its default, when the default keeps the old behaviour); a dict that
+    no longer parses is compared as it is. Top-level keys in ``ignore`` (options a resumed run
+    may change) are left out.
+    """
+    try:
+        saved = to_dict(from_dict(type(cfg), saved))
+    except (TypeError, ValueError):
+        pass
+    return [k for k in diff_keys(saved, to_dict(cfg)) if k.split(".")[0] not in ignore]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ccl_gs.config import from_dict, to_dict
+from ccl_gs.config import changed_options, from_dict, to_dict
 from ccl_gs.interrupt import checkpoint_line, save_on_interrupt
 from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, check_out_dir, read_json, write_json
 from ccl_gs.lerf.fields import LanguageFieldConfig
@@ -35,7 +35,7 @@ from ccl_gs.lerf.model import LerfModel, LerfModelConfig, NerfactoConfig, RayBat
 from ccl_gs.lerf.pyramid import dino_lookup, random_scale_targets
 from ccl_gs.lerf.sampling import camera_rays
 from ccl_gs.lerf.targets import Targets, TargetsConfig, TargetsRun, compute_targets, load_targets
-from ccl_gs.splat.trainer import diff_keys, focus_point
+from ccl_gs.splat.trainer import focus_point
 
 LERF_VERSION = 1
 """Format of ``lerf.pt`` and of the checkpoints."""
@@ -352,7 +352,7 @@ def run_status(cfg: LerfTrainConfig) -> str:
     out = check_out_dir(cfg.out)
     if not (out / "config.json").exists():
         return "fresh"
-    diff = [k for k in diff_keys(read_json(out / "config.json"), to_dict(cfg)) if k.split(".")[0] not in _RESUMABLE]
+    diff = changed_options(read_json(out / "config.json"), cfg, _RESUMABLE)
     if diff:
         if not cfg.overwrite:
             raise ArtifactError(f"{out} holds a LERF run with a different config ({', '.join(diff[:5])}); "

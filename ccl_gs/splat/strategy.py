@@ -48,7 +48,6 @@ class DensifyConfig:
     absgrad: bool = field(default=False, metadata={"help": "Use absolute gradients (gsplat's AbsGS option; CUDA backend only)."})
     verbose: bool = field(default=False, metadata={"help": "Print densification events."})
 
-
     def __post_init__(self) -> None:
         for name in ("refine_start_iter", "refine_stop_iter"):
             v = getattr(self, name)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ccl_gs.config import from_dict, to_dict
+from ccl_gs.config import changed_options, diff_keys, from_dict, to_dict  # noqa: F401 (diff_keys re-exported)
 from ccl_gs.data.scene import check_test_every
 from ccl_gs.interrupt import checkpoint_line, save_on_interrupt
 from ccl_gs.io.artifacts import ArtifactError, atomic_path, check_out_dir, read_json, write_json
@@ -119,6 +119,8 @@ class Trainer:
         ).to(self.device)
         self.optimizers = make_optimizers(self.params, cfg.lr, self.scene_scale)
         self.strategy = make_strategy(cfg.densify, cfg.iterations)
+        interval = cfg.sh_degree_interval
+        self._sh_interval = max(min(1000, cfg.iterations // 4) if interval is None else interval, 1)
         self.strategy.check_sanity(self.params, self.optimizers)
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         self.step_count = 0
@@ -134,10 +136,7 @@ class Trainer:
         return int(self.params["means"].shape[0])
 
     def active_sh_degree(self) -> int:
-        interval = self.cfg.sh_degree_interval
-        if interval is None:
-            interval = min(1000, self.cfg.iterations // 4)
-        return min(self.step_count // max(interval, 1), self.cfg.sh_degree)
+        return min(self.step_count // self._sh_interval, self.cfg.sh_degree)
 
     def next_view(self) -> int:
         """Index into the training set; a fresh random permutation each epoch."""
@@ -299,28 +298,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys where two nested config dicts differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
-
-
 # Options that may change between a run and its resumption without invalidating it.
 _RESUMABLE_KEYS = {"progress", "overwrite", "max_seconds", "save_renders", "checkpoint_every", "out", "data"}
-
-
-def with_new_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved config dict with options added since it was written set to their defaults (a run made
-    before an option existed behaved as its default, when the default keeps the old behaviour); the dict
-    as is when it does not parse."""
-    try:
-        return to_dict(from_dict(RGBTrainConfig, saved))
-    except (TypeError, ValueError):
-        return saved
 
 
 def check_run_folder(cfg: RGBTrainConfig) -> str:
@@ -334,8 +313,7 @@ def check_run_folder(cfg: RGBTrainConfig) -> str:
     saved = out / "config.json"
     if not saved.exists():
         return "fresh"
-    old = with_new_defaults(read_json(saved))
-    diff = [k for k in diff_keys(old, to_dict(cfg)) if k.split(".")[0] not in _RESUMABLE_KEYS]
+    diff = changed_options(read_json(saved), cfg, _RESUMABLE_KEYS)
     if diff:
         if cfg.overwrite:
             for f in ("metrics.json", "point_cloud.ply", "ckpt/latest.pt"):
