@@ -53,6 +53,14 @@ class InitConfig:
     """How Gaussians are initialized."""
 
     n_random: int = field(default=50_000, metadata={"help": "Gaussians for random init (scenes without sparse points)."})
+    seeding: str = field(
+        default="stereo",
+        metadata={
+            "help": "Where Gaussians start when the scene has no sparse points: 'stereo' (photo-consistent points of "
+            "a plane sweep over the training views, ccl_gs.splat.stereo; falls back to 'random' when too few rays "
+            "match) or 'random' (uniform in the volume below)."
+        },
+    )
     random_extent: float | None = field(
         default=None,
         metadata={
@@ -79,6 +87,8 @@ class InitConfig:
     def __post_init__(self) -> None:
         if self.n_random < 1:
             raise ValueError(f"--init.n-random must be >= 1, got {self.n_random}")
+        if self.seeding not in ("stereo", "random"):
+            raise ValueError(f"--init.seeding must be 'stereo' or 'random', got {self.seeding!r}")
         if self.random_extent is not None and not self.random_extent > 0:
             raise ValueError(f"--init.random-extent must be > 0, got {self.random_extent}")
         if self.background_fraction is not None and not 0 <= self.background_fraction < 1:

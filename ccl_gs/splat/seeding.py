@@ -19,6 +19,14 @@ Two kinds of capture need different starting volumes:
 
 :func:`init_region` says which rule applies and with what numbers (the trainer
 logs it); :func:`random_points` draws the points.
+
+By default (``--init.seeding stereo``) the points do not come from this volume
+at all but from a plane sweep over the training views
+(:mod:`ccl_gs.splat.stereo`): the photo-consistent depth of random pixels,
+searched between each view's near and far bound (:func:`sweep_range`). The
+volume is still computed: it sets the far bound, and it is the fallback when
+fewer than ``STEREO_MIN_SHARE`` of the requested points match.
+:func:`seed_points` picks the rule through :data:`SEEDERS`.
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ BACKGROUND_FRACTION = 0.3
 """Default share of object-centric random Gaussians placed behind the object cube (scenes with a background)."""
 FAR_MULTIPLE = 3.0
 """Far limit of background Gaussians, in camera-to-focus distances, when the format gives no bounds."""
+NEAR_FRACTION = 0.2
+"""Near limit of the plane sweep, in camera-to-focus distances (object captures), when the format gives no bounds."""
+STEREO_MIN_SHARE = 0.1
+"""Below this share of matched points the stereo seeding falls back to random points."""
 
 
 def focus_point(scene) -> np.ndarray | None:
@@ -143,3 +155,61 @@ def random_points(scene, region: InitRegion, n: int, generator: torch.Generator)
         pts.append(torch.as_tensor(p_world, dtype=torch.float32))
     points = torch.cat(pts)
     return points, torch.rand(n, 3, generator=generator)
+
+
+def sweep_range(scene, region: InitRegion, view: int) -> tuple[float, float]:
+    """Near and far depth of the plane sweep in ``view`` (a scene view index).
+
+    The format's bounds when it has them (near x 0.8, far as given, at least the far side of the
+    object cube); otherwise, for object captures, ``NEAR_FRACTION`` and ``region.far`` relative to the
+    camera's distance to the focus, and for forward captures the depths of the random cube.
+    """
+    center = scene.camera_centers[view]
+    dist = float(np.linalg.norm(center - region.center))
+    if scene.bounds is not None:
+        near, far = 0.8 * float(scene.bounds[view, 0]), float(scene.bounds[view, 1])
+        return near, max(far, dist + region.half)
+    if region.kind == "object":
+        return NEAR_FRACTION * dist, float(region.far[view])
+    return max(dist - region.half, 0.05 * region.half), dist + region.half
+
+
+def stereo_views(scene, train_set, region: InitRegion) -> list:
+    """The training views of ``train_set`` as :class:`~ccl_gs.splat.stereo.StereoView` (CPU tensors)."""
+    from ccl_gs.splat.stereo import StereoView
+
+    views = []
+    for k in range(len(train_set)):
+        item = train_set[k]
+        near, far = sweep_range(scene, region, item["index"])
+        alpha = item.get("alpha")
+        views.append(StereoView(item["image"].cpu(), item["viewmat"].cpu(), item["K"].cpu(), near, far,
+                                None if alpha is None else alpha.cpu()))
+    return views
+
+
+def _seed_random(scene, train_set, region: InitRegion, n: int, generator: torch.Generator):
+    points, colors = random_points(scene, region, n, generator)
+    return points, colors, region.describe()
+
+
+def _seed_stereo(scene, train_set, region: InitRegion, n: int, generator: torch.Generator):
+    from ccl_gs.splat.stereo import stereo_points
+
+    points, colors, stats = stereo_points(stereo_views(scene, train_set, region), n, generator)
+    if len(points) < STEREO_MIN_SHARE * n:
+        p, c, note = _seed_random(scene, train_set, region, n, generator)
+        return p, c, f"stereo seeding matched only {len(points)} of {n} points; {note}"
+    return points, colors, (
+        f"stereo seeding ({region.kind} capture): {len(points)} photo-consistent points from "
+        f"{stats['kept']} of {stats['rays']} rays (median patch difference {stats['median_cost']:.3f})"
+    )
+
+
+SEEDERS = {"random": _seed_random, "stereo": _seed_stereo}
+"""``--init.seeding`` name -> ``(scene, train_set, region, n, generator) -> (points [n', 3], colours [n', 3], log line)``."""
+
+
+def seed_points(scene, train_set, region: InitRegion, cfg, generator: torch.Generator):
+    """Starting points ``[n', 3]``, colours ``[n', 3]`` in [0, 1] and a log line for a scene without sparse points."""
+    return SEEDERS[cfg.seeding](scene, train_set, region, cfg.n_random, generator)

@@ -35,7 +35,7 @@ from ccl_gs.metrics.image import psnr, ssim
 from ccl_gs.runtime import CPU_TORCH_THREADS, device_for_run  # noqa: F401 (re-exported)
 from ccl_gs.splat._sh import MAX_DEGREE as MAX_SH_DEGREE
 from ccl_gs.splat.gaussians import InitConfig, LearningRates, init_gaussians, make_optimizers, render_rgb
-from ccl_gs.splat.seeding import focus_point, init_region, random_points, scene_focus  # noqa: F401 (re-exported)
+from ccl_gs.splat.seeding import focus_point, init_region, random_points, scene_focus, seed_points  # noqa: F401 (re-exported)
 from ccl_gs.splat.strategy import DensifyConfig, make_strategy, strategy_state_to_cpu
 
 CHECKPOINT_VERSION = 1
@@ -108,6 +108,12 @@ class Trainer:
         self.scene_scale = float(scene.scene_scale)
         self.init_region = None if scene.points is not None and len(scene.points) else init_region(scene, cfg.init)
         region = self.init_region
+        self.init_note = ""
+
+        def seed(g: torch.Generator) -> tuple[Tensor, Tensor]:
+            points, colors, self.init_note = seed_points(scene, train_set, region, cfg.init, g)
+            return points, colors
+
         self.params = init_gaussians(
             scene.points,
             scene.point_colors,
@@ -115,7 +121,7 @@ class Trainer:
             cfg.init,
             extra_dims=extra_dims,
             seed=cfg.seed,
-            random_init=None if region is None else (lambda g: random_points(scene, region, cfg.init.n_random, g)),
+            random_init=None if region is None else seed,
         ).to(self.device)
         self.optimizers = make_optimizers(self.params, cfg.lr, self.scene_scale)
         self.strategy = make_strategy(cfg.densify, cfg.iterations)
@@ -376,7 +382,7 @@ def run(cfg: RGBTrainConfig) -> dict[str, Any]:
     write_json(out / "config.json", cfg)
     trainer = Trainer(cfg, train_set, scene)
     if trainer.init_region is not None and status == "fresh":
-        print(f"{scene.name}: no sparse points; {trainer.init_region.describe()}", file=sys.stderr)
+        print(f"{scene.name}: no sparse points; {trainer.init_note}", file=sys.stderr)
     ckpt_path = out / "ckpt" / "latest.pt"
     seconds_before = 0.0
     if status == "resume":
