@@ -114,6 +114,18 @@ def _patches(image: Tensor, uv: Tensor, offsets: Tensor) -> Tensor:
     return s[0, :, :, 0].T.reshape(*pts.shape[:-1], 3)
 
 
+def _sample_pixels(view: StereoView, n: int, generator: torch.Generator) -> Tensor:
+    """``[n, 2]`` random continuous pixel positions of ``view``; only pixels with alpha >= 0.5 when it has alpha."""
+    H, W = view.image.shape[:2]
+    if view.alpha is None:
+        return torch.rand(n, 2, generator=generator) * torch.tensor([W, H], dtype=torch.float32)
+    ys, xs = torch.nonzero(view.alpha[..., 0] >= 0.5, as_tuple=True)
+    if len(xs) == 0:
+        return torch.zeros(0, 2)
+    pick = torch.randint(0, len(xs), (n,), generator=generator)
+    return torch.stack([xs[pick], ys[pick]], 1).float() + torch.rand(n, 2, generator=generator)
+
+
 def sweep_costs(
     ref: StereoView, others: list[StereoView], pix: Tensor, depths: Tensor, patch: int, best_views: int
 ) -> Tensor:
@@ -157,8 +169,8 @@ def stereo_points(
 ) -> tuple[Tensor, Tensor, dict]:
     """Up to ``n`` photo-consistent world points ``[M, 3]`` and their colours ``[M, 3]`` in [0, 1].
 
-    Rays are spread evenly over the views (random pixels, alpha >= 0.5 where the views have
-    alpha); ``stats`` holds ``rays`` (cast), ``kept`` and ``median_cost`` of the kept rays.
+    Rays are spread evenly over the views (random pixels, among those with alpha >= 0.5 where the
+    views have alpha); ``stats`` holds ``rays`` (cast), ``kept`` and ``median_cost`` of the kept rays.
     """
     small = [_reduce(v, cfg.max_side) for v in views]
     V = len(small)
@@ -169,13 +181,7 @@ def stereo_points(
     pts, cols, kept_cost = [], [], []
     cast = 0
     for i, ref in enumerate(small):
-        H, W = ref.image.shape[:2]
-        u = torch.rand(per_view, generator=generator) * W
-        v = torch.rand(per_view, generator=generator) * H
-        pix = torch.stack([u, v], 1)
-        if ref.alpha is not None:
-            a = ref.alpha[v.long().clamp(max=H - 1), u.long().clamp(max=W - 1), 0]
-            pix = pix[a >= 0.5]
+        pix = _sample_pixels(ref, per_view, generator)
         cast += len(pix)
         s = torch.linspace(0, 1, cfg.depths)
         disp = 1 / ref.near + s * (1 / ref.far - 1 / ref.near)  # [D]
