@@ -15,7 +15,10 @@ iteration and the Gaussian count.
 Presets:
   forward  128x128, 24 views on an LLFF-like grid facing the scene (target: PSNR >= 28)
   orbit    128x128, 24 views on a 360-degree ring around the scene
-  orbit_nopoints  the same orbit without sparse points: random initialization (target: PSNR >= 28)
+  orbit_nopoints  the same orbit without sparse points: stereo seeding (target: PSNR >= 28)
+  orbit_nopoints_random   the same with the old random initialization (--init.seeding random)
+  orbit_nopoints_defaults the orbit without points, train.py's default options (target: PSNR >= 28)
+  orbit_defaults          the orbit with its points, train.py's default options
 
 Also prints a pose sanity check that needs no training: the sparse points
 (3D, from the generator's depth) reprojected through the poses *as the LLFF
@@ -65,12 +68,19 @@ class Preset:
     densify_start: int = 100
     densify_stop_frac: float = 0.6
     densify_every: int = 100
+    defaults: bool = False
+    """Train with ``train.py``'s default options (the fields above about training are then unused)."""
+    seeding: str = "stereo"
+    """``--init.seeding`` (only used without sparse points)."""
 
 
 PRESETS = {
     "forward": Preset(path="forward"),
     "orbit": Preset(path="orbit"),
     "orbit_nopoints": Preset(path="orbit", points=0),
+    "orbit_nopoints_random": Preset(path="orbit", points=0, seeding="random"),
+    "orbit_nopoints_defaults": Preset(path="orbit", points=0, defaults=True),
+    "orbit_defaults": Preset(path="orbit", defaults=True),
 }
 
 
@@ -135,6 +145,11 @@ def train_config(
     preset: Preset, data: Path, out: Path, iterations: int | None, max_seconds: float, progress: bool = False
 ) -> RGBTrainConfig:
     """The training config of a preset (``iterations`` overrides the preset's count)."""
+    init = InitConfig(seeding=preset.seeding)
+    if preset.defaults:
+        return RGBTrainConfig(data=data, out=out, format="llff", factor=1, test_every=8, max_seconds=max_seconds,
+                              init=init, save_renders=True, progress=progress,
+                              **({"iterations": iterations} if iterations else {}))
     iters = iterations or preset.iterations
     return RGBTrainConfig(
         data=data,
@@ -146,7 +161,7 @@ def train_config(
         max_seconds=max_seconds,
         sh_degree=preset.sh_degree,
         sh_degree_interval=max(iters // 3, 1),
-        init=InitConfig(),
+        init=init,
         densify=DensifyConfig(
             refine_start_iter=preset.densify_start,
             refine_stop_iter=int(iters * preset.densify_stop_frac),
@@ -182,7 +197,7 @@ def run_preset(name: str, iterations: int | None, max_seconds: float, work: Path
         "n_gaussians": m["n_gaussians"],
         "n_init_points": preset.points,
         "device": m["device"],
-        "target_psnr": TARGET_PSNR if name in ("forward", "orbit_nopoints") else None,
+        "target_psnr": TARGET_PSNR if name in ("forward", "orbit_nopoints", "orbit_nopoints_defaults") else None,
         "config": dataclasses.asdict(cfg),
     }
 
