@@ -91,7 +91,7 @@ def sh(*args: str) -> None:
         raise SystemExit(f"failed: {' '.join(args)}\n{r.stderr[-2000:]}")
 
 
-BASELINES = ("autoencoder", "raw", "lerf")
+BASELINES = ("autoencoder", "raw", "lerf", "weakseg")
 """Methods other than the codebook variants (no codebook size)."""
 
 
@@ -152,6 +152,26 @@ def lerf_selection_quality(run_dir: Path, scene_root: Path, labels_dir: Path) ->
     selected = [select_gaussians(rel[qi : qi + 1]).numpy() for qi in range(len(cats))]
     world = model.norm.to_world(pts.numpy().astype(np.float64))
     return point_selection_quality(world, np.ones(len(world), bool), selected, cats, scene_root, labels_dir)
+
+
+def weakseg_selection_quality(run_dir: Path, scene_root: Path, labels_dir: Path) -> dict[str, float]:
+    """The same measure on a 3D-OVS-method run: each Gaussian goes to its most similar query (the method's argmax)."""
+    from ccl_gs.field.language import encode_queries
+    from ccl_gs.field.render import make_encoder
+    from ccl_gs.metrics.labels import load_scene_labels
+    from ccl_gs.weakseg.query import WeaksegQueryModel
+
+    model = WeaksegQueryModel(run_dir, torch.device("cpu"))
+    cats = sorted({c for f in load_scene_labels(labels_dir) for c in f.categories})
+    q, c = encode_queries(make_encoder(model.encoder_spec), cats)
+    keep = model.selected(q, "canonical", c, 0.5).numpy()
+    means = model.params["means"].numpy().astype(np.float64)
+    opaque = torch.sigmoid(model.params["opacities"]).numpy() > 0.1
+    return point_selection_quality(means, opaque, list(keep), cats, scene_root, labels_dir)
+
+
+SELECTION_QUALITY = {"lerf": lerf_selection_quality, "weakseg": weakseg_selection_quality}
+"""Method -> 3D selection measure of its run folder (the rest: :func:`selection_quality` of a language field)."""
 
 
 def point_selection_quality(points: np.ndarray, valid: np.ndarray, selected: list[np.ndarray], cats: list[str],
@@ -273,6 +293,7 @@ def main() -> int:
     ap.add_argument("--rgb-iters", type=int, default=1500)
     ap.add_argument("--field-iters", type=int, default=600)
     ap.add_argument("--codebook-iters", type=int, default=600)
+    ap.add_argument("--weakseg-iters", type=int, default=600, help="steps of the 3D-OVS method")
     ap.add_argument("--lerf-threads", type=int, default=0,
                     help="CPU threads of each LERF run (0 = all cores; 1 lets two benchmark processes share 2 cores)")
     ap.add_argument("--merge", type=Path, nargs="*", default=None,
@@ -312,7 +333,8 @@ def main() -> int:
             sh("-m", "ccl_gs.data.synthetic", "--out", str(data), "--layout", "lerf", "--size", str(args.size),
                "--views", "24", "--seed", str(scene_seed), "--path", "forward", "--no-simulate")
         rgb = args.work / f"s{scene_seed}" / "rgb"
-        gaussians = any(m != "lerf" for m in args.methods)  # LERF trains its own NeRF and reads no preprocessing
+        gaussians = any(m != "lerf" for m in args.methods)  # LERF trains its own NeRF
+        masks = any(m not in ("lerf", "weakseg") for m in args.methods)  # LERF and the 3D-OVS method read no masks
         rgb_m = {"psnr": None}
         if gaussians:
             sh("train.py", "--data", str(scene), "--out", str(rgb), "--iterations", str(args.rgb_iters), "--sh-degree", "2",
@@ -322,7 +344,7 @@ def main() -> int:
         for level in args.levels:
             lvl_dir = args.work / f"s{scene_seed}" / f"level{level}"
             pre = lvl_dir / "preprocess"
-            if gaussians and not (pre / "manifest.json").exists():
+            if masks and not (pre / "manifest.json").exists():
                 sh("-c", "import sys; from ccl_gs.data.synthetic.simulate import SimConfig, write_simulation; "
                    f"write_simulation(sys.argv[1], SimConfig(level={level}))", str(scene))
                 sh("preprocess/run.py", "--data", str(scene), "--out", str(pre), "--mask-source", "precomputed",
@@ -339,6 +361,21 @@ def main() -> int:
                        "--target.oracle.drift", str(DRIFT[level]),
                        "--seed", str(seed), "--threads", str(args.lerf_threads), "--no-progress")
                     run_dir = d / "lerf"
+                elif method == "weakseg":  # the 3D-OVS method on the frozen RGB Gaussians, the query list as classes
+                    tgt = lvl_dir / "weakseg_targets"
+                    oracle = ["--oracle.scene-root", str(scene), "--oracle.noise", str(LEVELS[level]),
+                              "--oracle.drift", str(DRIFT[level])]
+                    split = str(json.loads((rgb / "config.json").read_text())["test_every"])  # the RGB run's views
+                    sh("-m", "ccl_gs.weakseg.targets", "--data", str(scene), "--out", str(tgt), "--test-every", split,
+                       "--clip-encoder", "oracle",
+                       "--dino-encoder", "oracle_dino", *oracle, "--clip-downsample", "2", "--dino-downsample", "1",
+                       "--no-progress")
+                    sh("-m", "ccl_gs.weakseg", "--rgb-run", str(rgb), "--out", str(d / "weakseg"), "--targets", str(tgt),
+                       "--classes", str(labels), "--target.clip-encoder", "oracle", "--target.dino-encoder", "oracle_dino",
+                       *[a.replace("--oracle", "--target.oracle") for a in oracle], "--target.clip-downsample", "2",
+                       "--target.dino-downsample", "1", "--patch-cells", "16", "--iterations", str(args.weakseg_iters),
+                       "--seed", str(seed), "--no-progress")
+                    run_dir = d / "weakseg"
                 else:
                     sup = stage2(method, n, seed, pre, d, args)
                     sh("-m", "ccl_gs.field", "--supervision", str(sup), "--rgb-run", str(rgb),
@@ -355,14 +392,15 @@ def main() -> int:
                     "oracle_noise": LEVELS[level], "oracle_drift": DRIFT[level], "method": method,
                     "miou": ev["miou"], "loc_acc": ev["loc_acc"], "pairs": ev["n_pairs"],
                     **protocol_3d(d / "render", labels, name, d / "eval_3d.json"),
-                    **(lerf_selection_quality if method == "lerf" else selection_quality)(run_dir, scene, labels),
+                    **SELECTION_QUALITY.get(method, selection_quality)(run_dir, scene, labels),
                     "query_ms_per_view": 1000 * rj["seconds_per_view_all_queries"],
                     "rgb_psnr": (json.loads((run_dir / "metrics.json").read_text())["psnr"] if method == "lerf"
                                  else rgb_m["psnr"]),
                     "seconds": time.perf_counter() - t0,
                     "commit": commit(),
                     "config": {"size": args.size, "rgb_iters": args.rgb_iters, "field_iters": args.field_iters,
-                               "codebook_iters": args.codebook_iters, "sim_seed": 0, "oracle_seed": 0},
+                               "codebook_iters": args.codebook_iters, "weakseg_iters": args.weakseg_iters, "sim_seed": 0,
+                               "oracle_seed": 0},
                 }
                 rows.append(row)
                 print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)

@@ -214,6 +214,24 @@ def read_ovs3d_classes(segmentations: str | Path) -> list[str]:
     return sorted(names)
 
 
+def read_class_list(folder: str | Path) -> list[str]:
+    """A scene's closed class list for methods that need one (the 3D-OVS method): sorted.
+
+    ``folder`` is a 3D-OVS ``segmentations/`` folder (its ``classes.txt``) or a LERF-OVS label folder of
+    one scene (the union of the categories of its ``frame_*.json``, the scene's query list).
+
+    Raises:
+        LabelError: neither kind of folder, or the list is empty or malformed.
+    """
+    folder = Path(folder)
+    if (folder / "classes.txt").is_file() or not any(folder.glob("frame_*.json")):
+        return read_ovs3d_classes(folder)
+    names = sorted({c for f in load_scene_labels(folder) for c in f.categories})
+    if not names:
+        raise LabelError(f"no categories in the label files of {folder}")
+    return names
+
+
 def ovs3d_views(segmentations: str | Path) -> list[str]:
     """The evaluated views: names of the folders under ``segmentations/``, sorted.
 

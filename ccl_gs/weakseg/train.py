@@ -66,7 +66,7 @@ class WeaksegConfig:
     out: Path = field(default=Path("outputs/scene/weakseg"), metadata={"help": "Output folder."})
     targets: Path | None = field(default=None, metadata={"help": "Targets folder (python -m ccl_gs.weakseg.targets); default: <out>/targets, computed when missing."})
     target: WeaksegTargetsConfig = field(default_factory=WeaksegTargetsConfig)
-    classes: Path | None = field(default=None, metadata={"help": "The scene's segmentations/ folder (its classes.txt is the text set); default: <scene>/segmentations."})
+    classes: Path | None = field(default=None, metadata={"help": "The scene's class names: its 3D-OVS segmentations/ folder (classes.txt) or its LERF-OVS label folder (the union of the frames' categories); default: <scene>/segmentations."})
     model: WeaksegModelConfig = field(default_factory=WeaksegModelConfig)
     iterations: int = field(default=15000, metadata={"help": "Steps; the whole schedule scales with it (the release: 15000)."})
     joint_start: float = field(default=1 / 3, metadata={"help": "Fraction of the steps after which colours train with an RGB loss (the release: 5000 / 15000; 1 = never)."})
@@ -118,14 +118,16 @@ class WeaksegError(RuntimeError):
 
 
 def scene_classes(cfg: WeaksegConfig, rgb_cfg) -> list[str]:
-    """The text set: ``classes.txt`` of the segmentations folder, sorted (the release's class order)."""
-    from ccl_gs.metrics.labels import LabelError, read_ovs3d_classes
+    """The text set, sorted (the release's class order): ``classes.txt`` of the segmentations folder, or the
+    query list of a LERF-OVS label folder (:func:`ccl_gs.metrics.labels.read_class_list`)."""
+    from ccl_gs.metrics.labels import LabelError, read_class_list
 
     seg = Path(cfg.classes) if cfg.classes is not None else Path(rgb_cfg.data) / "segmentations"
     try:
-        return read_ovs3d_classes(seg)
+        return read_class_list(seg)
     except LabelError as e:
-        raise WeaksegError(f"{e}: the 3D-OVS method needs the scene's class names (--classes <segmentations folder>)") from None
+        raise WeaksegError(f"{e}: the 3D-OVS method needs the scene's class names "
+                           "(--classes <segmentations folder or LERF-OVS label folder>)") from None
 
 
 def text_embeddings(spec: dict[str, Any], classes: list[str]) -> Tensor:

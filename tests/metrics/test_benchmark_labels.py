@@ -13,6 +13,7 @@ from ccl_gs.metrics.labels import (
     parse_frame,
     polygon_area,
     polygon_to_mask,
+    read_class_list,
     read_ovs3d_classes,
     read_ovs3d_view_masks,
 )
@@ -149,3 +150,18 @@ def test_ovs3d_view_index():
     assert ovs3d_view_index("03") == 3
     with pytest.raises(LabelError, match="not an image index"):
         ovs3d_view_index("left")
+
+
+def test_class_list_from_a_segmentations_folder_or_lerf_ovs_labels(tmp_path):
+    seg = tmp_path / "segmentations"
+    seg.mkdir()
+    (seg / "classes.txt").write_text("wall\nbanana\n")
+    assert read_class_list(seg) == ["banana", "wall"]
+    teatime = LABELS / "teatime"
+    if not teatime.is_dir():
+        pytest.skip(f"shared LERF-OVS labels not found at {teatime}")
+    names = read_class_list(teatime)
+    frames = load_scene_labels(teatime)
+    assert names == sorted({c for f in frames for c in f.categories}) and len(names) >= 5
+    with pytest.raises(LabelError, match="classes.txt"):
+        read_class_list(tmp_path)  # neither kind of folder
