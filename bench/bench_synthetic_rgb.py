@@ -14,6 +14,7 @@ iteration and the Gaussian count.
 
 Presets:
   forward  128x128, 24 views on an LLFF-like grid facing the scene (target: PSNR >= 28)
+  forward_nopoints  the same without sparse points: stereo seeding
   orbit    128x128, 24 views on a 360-degree ring around the scene
   orbit_nopoints  the same orbit without sparse points: stereo seeding (target: PSNR >= 28)
   orbit_nopoints_random   the same with the old random initialization (--init.seeding random)
@@ -77,6 +78,7 @@ class Preset:
 PRESETS = {
     "forward": Preset(path="forward"),
     "orbit": Preset(path="orbit"),
+    "forward_nopoints": Preset(path="forward", points=0),
     "orbit_nopoints": Preset(path="orbit", points=0),
     "orbit_nopoints_random": Preset(path="orbit", points=0, seeding="random"),
     "orbit_nopoints_defaults": Preset(path="orbit", points=0, defaults=True),

@@ -23,7 +23,11 @@ This is the winner-take-all plane sweep of multi-view stereo without any
 regularization: points in textureless regions land at an arbitrary depth on
 the right ray (they still render the right colour from their own view), and
 densification and pruning take care of the rest. Views with alpha (Blender)
-seed only pixels whose alpha is at least 0.5.
+seed only pixels whose alpha is at least 0.5. The patches are neither rotated
+nor warped: neighbours must see the surface with little roll between them
+(level cameras, as in walk-arounds and orbits; a 60-degree roll between
+neighbours halves the matched rays), and a capture where nothing matches
+falls back to random points (:mod:`ccl_gs.splat.seeding`).
 """
 
 from __future__ import annotations

@@ -12,22 +12,10 @@ from ccl_gs.data.scene import Camera, Scene
 from ccl_gs.splat.gaussians import InitConfig
 from ccl_gs.splat.seeding import init_region, seed_points, sweep_range
 from ccl_gs.splat.stereo import StereoConfig, StereoView, neighbour_views, stereo_points
+from test_seeding import look_at  # noqa: E402 (tests/splat is on the path)
 
 W = H = 64
 F = 60.0
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, up=np.array([0.0, 1.0, 0.0])) -> np.ndarray:
-    """World-to-camera ``[4, 4]`` (OpenCV axes)."""
-    z = target - eye
-    z = z / np.linalg.norm(z)
-    x = np.cross(up, z)
-    x = x / np.linalg.norm(x)
-    y = np.cross(z, x)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([x, y, z], 1)
-    c2w[:3, 3] = eye
-    return np.linalg.inv(c2w)
 
 
 def texture(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -46,7 +34,7 @@ def plane_views(eyes: list[np.ndarray], alpha_disc: float | None = None) -> tupl
     u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
     views, viewmats = [], []
     for eye in eyes:
-        vm = look_at(eye, np.zeros(3))
+        vm = look_at(eye, np.zeros(3), up=np.array([0.0, 1.0, 0.0]))  # level cameras: little roll between views
         c2w = np.linalg.inv(vm)
         d = np.stack([(u - W / 2) / F, (v - H / 2) / F, np.ones_like(u)], -1) @ c2w[:3, :3].T
         t = -eye[2] / d[..., 2]
