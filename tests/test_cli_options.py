@@ -100,6 +100,8 @@ CASES: list[Case] = [
     refuse("train", *TRAIN, "--out", "{tmp}/t", "--test-every", "-1", pattern=r"--test-every must be >= 0"),
     refuse("train", *TRAIN, "--out", "{tmp}/t", "--sh-degree", "9", pattern=r"--sh-degree must be in 0\.\.3, got 9"),
     refuse("train", *TRAIN, "--out", "{file}", pattern=r"{file} is an existing file, not a folder"),
+    refuse("train", *TRAIN, "--out", "{tmp}/t", "--init.seeding", "sfm",
+           pattern=r"--init.seeding must be 'stereo' or 'random', got 'sfm'"),
     # preprocess/run.py
     refuse("preprocess", *PRE, "--out", "{file}", pattern=r"{file} is an existing file"),
     refuse("preprocess", "--data", "{scene}", "--out", "{tmp}/p", "--encoder", "bogus",
