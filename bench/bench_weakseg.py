@@ -19,6 +19,8 @@ quirks included) are done through the project's CLIs. Methods:
                   decodes a pretrained appearance feature, here the per-Gaussian features start random
 ``weakseg_lr_dec100`` the same with a 100x decoder lr (``--lr-decoder 1e-2``)
 ``weakseg_lr_dec_fixes`` the 10x decoder lr with both fixes
+``weakseg_d8``, ``weakseg_d64`` the release's behaviour with an 8-d or a 64-d per-Gaussian feature (the release: 27)
+``weakseg_lr_dec_d8``, ``weakseg_lr_dec_d64`` the same with the 10x decoder lr
 ``ccl_gated``     CCL-LGS (the scripts' default variant): simulated masks / tracks, oracle encoder, codebook, field
 ``lerf``          the LERF baseline (``cpu`` preset, its own NeRF on all views)
 
@@ -70,6 +72,10 @@ WEAKSEG_VARIANTS = {
     "weakseg_lr_dec": ["--lr-decoder", "1e-3"],
     "weakseg_lr_dec100": ["--lr-decoder", "1e-2"],
     "weakseg_lr_dec_fixes": ["--lr-decoder", "1e-3", "--rda-normalize", "--model.selection", "logits"],
+    "weakseg_d8": ["--model.feature-dim", "8"],
+    "weakseg_d64": ["--model.feature-dim", "64"],
+    "weakseg_lr_dec_d8": ["--lr-decoder", "1e-3", "--model.feature-dim", "8"],
+    "weakseg_lr_dec_d64": ["--lr-decoder", "1e-3", "--model.feature-dim", "64"],
 }
 """The 3D-OVS method and its ablations: extra options of ``python -m ccl_gs.weakseg``."""
 

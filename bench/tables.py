@@ -157,8 +157,9 @@ def rgb_table(results: Path = REPO / "bench" / "results") -> str:
     return "\n".join(lines)
 
 
-WEAKSEG_ORDER = ("weakseg", "no_rda", "no_fda", "fixed_scale", "weakseg_fixes", "weakseg_lr_dec", "weakseg_lr_dec100",
-                 "weakseg_lr_dec_fixes", "ccl_gated", "lerf")
+WEAKSEG_ORDER = ("weakseg", "no_rda", "no_fda", "fixed_scale", "weakseg_fixes", "weakseg_d8", "weakseg_d64",
+                 "weakseg_lr_dec", "weakseg_lr_dec100", "weakseg_lr_dec_fixes", "weakseg_lr_dec_d8", "weakseg_lr_dec_d64",
+                 "ccl_gated", "lerf")
 
 
 def _span(values: list[float], fmt: str) -> str:
