@@ -14,7 +14,7 @@ iteration and the Gaussian count.
 
 Presets:
   forward  128x128, 24 views on an LLFF-like grid facing the scene (target: PSNR >= 28)
-  forward_nopoints  the same without sparse points: stereo seeding
+  forward_nopoints  the same without sparse points: stereo seeding (forward_nopoints_random: random init)
   orbit    128x128, 24 views on a 360-degree ring around the scene
   orbit_nopoints  the same orbit without sparse points: stereo seeding (target: PSNR >= 28)
   orbit_nopoints_random   the same with the old random initialization (--init.seeding random)
@@ -79,6 +79,7 @@ PRESETS = {
     "forward": Preset(path="forward"),
     "orbit": Preset(path="orbit"),
     "forward_nopoints": Preset(path="forward", points=0),
+    "forward_nopoints_random": Preset(path="forward", points=0, seeding="random"),
     "orbit_nopoints": Preset(path="orbit", points=0),
     "orbit_nopoints_random": Preset(path="orbit", points=0, seeding="random"),
     "orbit_nopoints_defaults": Preset(path="orbit", points=0, defaults=True),

@@ -15,6 +15,8 @@ quirks included) are done through the project's CLIs. Methods:
 ``no_rda``        without relevancy-distribution alignment (``--relevancy-weight 0``)
 ``no_fda``        without feature-distribution alignment (``--dino-pos-weight 0 --dino-neg-weight 0``)
 ``fixed_scale``   without the selection: always the medium crop scale (``--model.fixed-scale 1``)
+``fixed_scale_small`` without the selection, always the smallest crop scale (``--model.fixed-scale 2``): the
+                  scale whose targets score best here (the ``clip_targets_scale2`` rows)
 ``weakseg_lr_dec`` the release's behaviour with a 10x decoder lr (``--lr-decoder 1e-3``): the release's 1e-4
                   decodes a pretrained appearance feature, here the per-Gaussian features start random
 ``weakseg_lr_dec100`` the same with a 100x decoder lr (``--lr-decoder 1e-2``)
@@ -69,6 +71,7 @@ WEAKSEG_VARIANTS = {
     "no_rda": ["--relevancy-weight", "0"],
     "no_fda": ["--dino-pos-weight", "0", "--dino-neg-weight", "0"],
     "fixed_scale": ["--model.fixed-scale", "1"],
+    "fixed_scale_small": ["--model.fixed-scale", "2"],
     "weakseg_lr_dec": ["--lr-decoder", "1e-3"],
     "weakseg_lr_dec100": ["--lr-decoder", "1e-2"],
     "weakseg_lr_dec_fixes": ["--lr-decoder", "1e-3", "--rda-normalize", "--model.selection", "logits"],

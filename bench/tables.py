@@ -157,7 +157,7 @@ def rgb_table(results: Path = REPO / "bench" / "results") -> str:
     return "\n".join(lines)
 
 
-WEAKSEG_ORDER = ("weakseg", "no_rda", "no_fda", "fixed_scale", "weakseg_fixes", "weakseg_d8", "weakseg_d64",
+WEAKSEG_ORDER = ("weakseg", "no_rda", "no_fda", "fixed_scale", "fixed_scale_small", "weakseg_fixes", "weakseg_d8", "weakseg_d64",
                  "weakseg_lr_dec", "weakseg_lr_dec100", "weakseg_lr_dec_fixes", "weakseg_lr_dec_d8", "weakseg_lr_dec_d64",
                  "ccl_gated", "lerf")
 
