@@ -129,6 +129,51 @@ def target_quality(scene: Path, targets: Path) -> dict[int, dict[str, float]]:
     return out
 
 
+def distillation_fidelity(run_dir: Path, scene: Path, targets: Path) -> dict[str, list[float]]:
+    """What a 3D-OVS-method field learned from its targets, on the object pixels (ground truth neither floor nor
+    wall) of the segmentation views, at the targets' size. Per crop scale ``s``: ``agree[s]``, the share of object
+    pixels where the field's argmax class equals the scale-``s`` target's; ``target_acc[s]``, the share where that
+    target's argmax is the true class; and ``field_acc``, the field's own share. A field that reproduces the
+    selection-weighted mixture of its targets agrees most with the scale that dominates the mixture."""
+    import torch
+    import torch.nn.functional as F
+
+    from ccl_gs.metrics.labels import ovs3d_view_index, ovs3d_views, read_ovs3d_classes, read_ovs3d_view_masks
+    from ccl_gs.weakseg.query import WeaksegQueryModel
+    from ccl_gs.weakseg.targets import load_targets
+    from ccl_gs.weakseg.train import text_embeddings
+
+    model = WeaksegQueryModel(run_dir, torch.device("cpu"))
+    t = load_targets(targets)
+    seg = scene / "segmentations"
+    classes = read_ovs3d_classes(seg)
+    text = text_embeddings(t.clip_spec, classes)  # [C, D]
+    h, w = t.clip.shape[2:4]
+    objects = [i for i, c in enumerate(classes) if c not in ("floor", "wall")]
+    ds = model.dataset("all")
+    position = {idx: k for k, idx in enumerate(ds.indices)}
+    agree, tacc, facc, n = np.zeros(t.clip.shape[1]), np.zeros(t.clip.shape[1]), 0.0, 0
+    for v in ovs3d_views(seg):
+        idx = ovs3d_view_index(v)
+        gt = read_ovs3d_view_masks(seg, v, classes, size=(w, h))  # [C, h, w]
+        obj = torch.from_numpy(gt[objects].any(0) & (gt.sum(0) == 1))
+        label = torch.from_numpy(gt.argmax(0))
+        with torch.no_grad():
+            e = model.pixel_embeddings(model.render_view(ds[position[idx]]))  # [H, W, D]
+            e = F.interpolate(e.permute(2, 0, 1)[None], size=(h, w), mode="area")[0].permute(1, 2, 0)
+        pred = (F.normalize(e, dim=-1) @ text.T).argmax(-1)
+        j = t.views.index(idx)
+        for s in range(t.clip.shape[1]):
+            ts = (t.clip[j, s].float() @ text.T).argmax(-1)
+            agree[s] += float((ts == pred)[obj].sum())
+            tacc[s] += float((ts == label)[obj].sum())
+        facc += float((pred == label)[obj].sum())
+        n += int(obj.sum())
+    n = max(n, 1)
+    return {"agree": [round(float(a) / n, 4) for a in agree], "target_acc": [round(float(a) / n, 4) for a in tacc],
+            "field_acc": round(facc / n, 4), "object_pixels": n}
+
+
 def train_method(method: str, seed: int, level: int, scene: Path, rgb: Path, lvl: Path, d: Path, args) -> tuple[Path, dict]:
     """Train one run; returns its folder and its timing (seconds per iteration, peak MB of the training process;
     a finished run is reused and keeps the memory measured when it trained)."""
@@ -218,6 +263,8 @@ def main() -> int:
                            "classes": len(classes), "miou": ev["miou"], "accuracy": ev["accuracy"],
                            "class_iou": {c: float(np.mean([v["ious"][c] for v in ev["views"].values()])) for c in ev["classes"]},
                            **timing, "seconds": time.perf_counter() - t0, "commit": commit(),
+                           **({"fidelity": distillation_fidelity(run_dir, scene, lvl / "weakseg_targets")}
+                              if method in WEAKSEG_VARIANTS else {}),
                            "config": {"size": args.size, "views": args.views, "rgb_iters": args.rgb_iters,
                                       "weakseg_iters": args.weakseg_iters, "field_iters": args.field_iters,
                                       "codebook_iters": args.codebook_iters, "lerf_iters": args.lerf_iters}}
