@@ -11,7 +11,9 @@ over the scene's classes: the same argmax), and :func:`ccl_gs.query.relevancy`
 queries a Gaussian belongs to the query of highest cosine (the method's
 closed-set argmax, so the PLYs of the classes of a scene partition it);
 a single query selects by the rule of the 2D masks
-(:func:`ccl_gs.field.language.select_gaussians`).
+(:func:`ccl_gs.field.language.select_gaussians`). The LERF-OVS 3D-selection
+protocol (``render.py --lerf-labels``, ``lerf_ovs_3d/``) uses the published
+rules of :func:`ccl_gs.field.language.protocol_selection` like every method.
 
 Refused with one line: a run of another format, a query encoder other than
 the targets' CLIP encoder, and ``--ovs3d-data`` whose ``classes.txt`` differs
@@ -167,6 +169,19 @@ class WeaksegQueryModel:
         from ccl_gs.field.train import render_features
 
         keep = self.selected(query_emb, kind, canonical_emb, threshold)
+        shown = {**self.params, "features": keep.T.float().contiguous()}
+        return render_features(shown, view.item, self.device).permute(2, 0, 1)
+
+    def protocol_opacity(self, view: GaussianView, query_emb: Tensor, canonical_emb: Tensor | None, rule: str) -> Tensor:
+        """``[Q, H, W]`` accumulated opacity of the Gaussians each query selects under the LERF-OVS 3D-selection
+        protocol (:func:`~ccl_gs.field.language.protocol_selection`, one level), rendered alone in the view."""
+        from ccl_gs.field.language import protocol_selection
+        from ccl_gs.field.train import render_features
+
+        e = self.gaussian_embeddings()
+        q = F.normalize(query_emb.to(e), dim=-1)
+        c = None if canonical_emb is None else canonical_emb.to(e)
+        keep = protocol_selection((e @ q.T).T[None], relevancy("canonical", e, q, c).T[None], rule)
         shown = {**self.params, "features": keep.T.float().contiguous()}
         return render_features(shown, view.item, self.device).permute(2, 0, 1)
 

@@ -148,3 +148,21 @@ def test_ctrl_c_saves_and_the_same_command_resumes(ws_scene, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["iterations"] == 60 and m["resumed_from_step"] == step > 0
+
+
+def test_3d_protocol_opacity_follows_the_published_rules(trained):
+    """OpenGaussian's argmax rule is the method's own closed-set selection: the same Gaussians, the same opacity."""
+    import torch
+
+    from ccl_gs.field.language import encode_queries
+    from ccl_gs.field.render import make_encoder
+    from ccl_gs.weakseg.query import WeaksegQueryModel
+
+    model = WeaksegQueryModel(trained["out"], torch.device("cpu"))
+    q, c = encode_queries(make_encoder(model.encoder_spec), model.classes)
+    view = model.render_view(model.dataset("all")[0])
+    opa = model.protocol_opacity(view, q, c, "argmax")  # [Q, H, W]
+    assert opa.shape[0] == len(model.classes) and 0 <= float(opa.min()) and float(opa.max()) <= 1 + 1e-5
+    torch.testing.assert_close(opa, model.selection_maps(view, q, "canonical", c, 0.5))
+    canon = model.protocol_opacity(view, q, c, "canonical")
+    assert canon.shape == opa.shape and not torch.equal(canon, opa)
