@@ -196,7 +196,24 @@ def weakseg_table(path: Path = REPO / "bench" / "results" / "weakseg.json") -> s
     return "\n".join(lines)
 
 
-TABLES = {"weakseg": weakseg_table, "rgb": rgb_table, "lerf": lerf_table, "dryrun": dryrun_table, "simulation": simulation_table}
+def weakseg_fidelity_table(path: Path = REPO / "bench" / "results" / "weakseg.json") -> str:
+    """What the 3D-OVS method's fields learned from their targets (rows of ``weakseg.json`` with ``fidelity``,
+    see ``bench_weakseg.distillation_fidelity``): on object pixels, the field's accuracy, each crop scale's
+    target accuracy and the share of pixels where the field's argmax equals that scale's."""
+    rows = [r for r in json.loads(path.read_text())["rows"] if "fidelity" in r]
+    order = {m: i for i, m in enumerate(WEAKSEG_ORDER)}
+    rows.sort(key=lambda r: (r["scene"], order.get(r["method"], len(order)), r["method"]))
+    lines = ["| method | scene | field acc. | target acc. large / medium / small crops | "
+             "field = target, large / medium / small | mIoU |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        f = r["fidelity"]
+        lines.append(f"| `{r['method']}` | {r['scene']} | {f['field_acc']:.2f} | "
+                     f"{' / '.join(f'{a:.2f}' for a in f['target_acc'])} | {' / '.join(f'{a:.2f}' for a in f['agree'])} | "
+                     f"{100 * r['miou']:.1f} |")
+    return "\n".join(lines)
+
+
+TABLES = {"weakseg": weakseg_table, "weakseg_fidelity": weakseg_fidelity_table, "rgb": rgb_table, "lerf": lerf_table, "dryrun": dryrun_table, "simulation": simulation_table}
 
 
 def main(argv: list[str]) -> int:
