@@ -136,8 +136,12 @@ class FieldTrainer:
         if hasattr(self.head, "max_pixels"):
             self.head.max_pixels = cfg.max_pixels
         d_f = self.head.feature_dim
-        self.rgb = Trainer(rgb_cfg, self.train_set, self.scene, extra_dims={"features": d_f})
+        self.rgb_cfg = rgb_cfg
+        self.rgb: Trainer | None = None
         if cfg.schedule == "frozen":
+            # geometry and colours come from the RGB checkpoint: no RGB trainer (and no starting points) is built;
+            # the global seed is set as that trainer would have set it, so the run's random stream is unchanged
+            torch.manual_seed(rgb_cfg.seed)
             ckpt = load_checkpoint(Path(cfg.rgb_run) / "ckpt" / "latest.pt")
             g = torch.Generator().manual_seed(cfg.seed)
             params = {k: v.to(self.device) for k, v in ckpt["params"].items()}
@@ -148,6 +152,7 @@ class FieldTrainer:
             )
             self.opt_features = torch.optim.Adam([self.params["features"]], lr=cfg.lr_features)
         else:
+            self.rgb = Trainer(rgb_cfg, self.train_set, self.scene, extra_dims={"features": d_f})
             self.params = self.rgb.params
             self.opt_features = None
         trainable = [p for p in self.head.parameters() if p.requires_grad]
@@ -218,12 +223,12 @@ class FieldTrainer:
             "kind": "semantic_field",
             "step": self.step_count,
             "config": to_dict(self.cfg),
-            "rgb_config": to_dict(self.rgb.cfg),
+            "rgb_config": to_dict(self.rgb_cfg),
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
             "method": self.head.method,
             "head": self.head.get_state(),
             "encoder": dict(self.supervision.encoder_spec),
-            "sh_degree": self.rgb.cfg.sh_degree,
+            "sh_degree": self.rgb_cfg.sh_degree,
             "white_background": bool(self.scene.white_background),
         }
 
