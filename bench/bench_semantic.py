@@ -121,10 +121,10 @@ def selection_quality(field_dir: Path, scene_root: Path, labels_dir: Path) -> di
     """Mean 3D-selection precision / recall over the labelled categories (see module docstring)."""
     from ccl_gs.field.language import LanguageField, encode_queries, select_gaussians
     from ccl_gs.field.render import make_encoder
-    from ccl_gs.metrics.labels import load_scene_labels
+    from ccl_gs.metrics.labels import read_class_list
 
     lf = LanguageField.load(field_dir)
-    cats = sorted({c for f in load_scene_labels(labels_dir) for c in f.categories})
+    cats = read_class_list(labels_dir)
     q, c = encode_queries(make_encoder(lf.encoder_spec), cats)
     rel = lf.gaussian_relevancy(q, "canonical", c)  # [L, Q, N]
     selected = [select_gaussians(rel[:, qi]).cpu().numpy() for qi in range(len(cats))]
@@ -158,11 +158,11 @@ def weakseg_selection_quality(run_dir: Path, scene_root: Path, labels_dir: Path)
     """The same measure on a 3D-OVS-method run: each Gaussian goes to its most similar query (the method's argmax)."""
     from ccl_gs.field.language import encode_queries
     from ccl_gs.field.render import make_encoder
-    from ccl_gs.metrics.labels import load_scene_labels
+    from ccl_gs.metrics.labels import read_class_list
     from ccl_gs.weakseg.query import WeaksegQueryModel
 
     model = WeaksegQueryModel(run_dir, torch.device("cpu"))
-    cats = sorted({c for f in load_scene_labels(labels_dir) for c in f.categories})
+    cats = read_class_list(labels_dir)
     q, c = encode_queries(make_encoder(model.encoder_spec), cats)
     keep = model.selected(q, "canonical", c, 0.5).numpy()
     means = model.params["means"].numpy().astype(np.float64)

@@ -133,7 +133,7 @@ def simulation_table(path: Path = REPO / "bench" / "results" / "simulation.json"
 def _rgb_start(name: str, row: dict) -> str:
     """Where a run's Gaussians started: its sparse points, or ``--init.seeding`` (rows written before that
     option existed started at random)."""
-    if row.get("n_init_points") or name.startswith("fern") or name in ("synthetic forward", "synthetic orbit"):
+    if row.get("n_init_points") or name.startswith("fern"):  # the fern rows predate n_init_points
         return "sparse points"
     return row.get("config", {}).get("init", {}).get("seeding", "random")
 

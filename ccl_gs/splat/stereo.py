@@ -130,6 +130,13 @@ def _sample_pixels(view: StereoView, n: int, generator: torch.Generator) -> Tens
     return torch.stack([xs[pick], ys[pick]], 1).float() + torch.rand(n, 2, generator=generator)
 
 
+def backproject(view: StereoView, pix: Tensor, depths: Tensor) -> Tensor:
+    """World points at camera depths ``depths [R, D]`` along the rays of pixels ``pix [R, 2]``: ``[R, D, 3]``."""
+    rays = torch.cat([pix, torch.ones_like(pix[:, :1])], 1) @ torch.linalg.inv(view.K).T  # [R, 3], z = 1
+    c2w = torch.linalg.inv(view.viewmat)
+    return (rays[:, None, :] * depths[..., None]) @ c2w[:3, :3].T + c2w[:3, 3]
+
+
 def sweep_costs(
     ref: StereoView, others: list[StereoView], pix: Tensor, depths: Tensor, patch: int, best_views: int
 ) -> Tensor:
@@ -148,11 +155,7 @@ def sweep_costs(
     r = torch.arange(patch, dtype=torch.float32) - (patch - 1) / 2
     offsets = torch.stack(torch.meshgrid(r, r, indexing="xy"), -1).reshape(-1, 2)  # [P*P, 2]
     ref_patch = _patches(ref.image, pix, offsets)  # [R, P*P, 3]
-    Kinv = torch.linalg.inv(ref.K)
-    rays = torch.cat([pix, torch.ones_like(pix[:, :1])], 1) @ Kinv.T  # [R, 3], z = 1
-    cam = rays[:, None, :] * depths[..., None]  # [R, D, 3] in the reference camera
-    c2w = torch.linalg.inv(ref.viewmat)
-    world = cam @ c2w[:3, :3].T + c2w[:3, 3]  # [R, D, 3]
+    world = backproject(ref, pix, depths)  # [R, D, 3]
     costs = []
     for o in others:
         pc = world @ o.viewmat[:3, :3].T + o.viewmat[:3, 3]  # [R, D, 3]
@@ -184,24 +187,20 @@ def stereo_points(
     per_view = int(np.ceil(n * cfg.oversample / V))
     pts, cols, kept_cost = [], [], []
     cast = 0
+    steps = torch.linspace(0, 1, cfg.depths)
     for i, ref in enumerate(small):
         pix = _sample_pixels(ref, per_view, generator)
         cast += len(pix)
-        s = torch.linspace(0, 1, cfg.depths)
-        disp = 1 / ref.near + s * (1 / ref.far - 1 / ref.near)  # [D]
+        depth = 1 / (1 / ref.near + steps * (1 / ref.far - 1 / ref.near))  # [D], uniform in disparity
         others = [small[j] for j in nbrs[i].tolist()]
         for c0 in range(0, len(pix), cfg.chunk):
             p = pix[c0 : c0 + cfg.chunk]
-            depths = (1 / disp)[None].expand(len(p), -1)
-            cost = sweep_costs(ref, others, p, depths, cfg.patch, cfg.best_views)  # [R, D]
+            cost = sweep_costs(ref, others, p, depth[None].expand(len(p), -1), cfg.patch, cfg.best_views)  # [R, D]
             best, idx = cost.min(1)
             ok = best < cfg.max_cost
             if not ok.any():
                 continue
-            d = depths[ok, idx[ok]]
-            ray = torch.cat([p[ok], torch.ones_like(p[ok][:, :1])], 1) @ torch.linalg.inv(ref.K).T
-            c2w = torch.linalg.inv(ref.viewmat)
-            pts.append((ray * d[:, None]) @ c2w[:3, :3].T + c2w[:3, 3])
+            pts.append(backproject(ref, p[ok], depth[idx[ok]][:, None])[:, 0])
             cols.append(_patches(ref.image, p[ok], torch.zeros(1, 2))[:, 0])
             kept_cost.append(best[ok])
     if not pts:

@@ -166,9 +166,12 @@ class WeaksegQueryModel:
     def selection_maps(self, view: GaussianView, query_emb: Tensor, kind: str, canonical_emb: Tensor | None,
                        threshold: float) -> Tensor:
         """``[Q, H, W]`` opacity of the Gaussians each query selects, rendered in the view (what the PLY holds)."""
+        return self._render_selection(view, self.selected(query_emb, kind, canonical_emb, threshold))
+
+    def _render_selection(self, view: GaussianView, keep: Tensor) -> Tensor:
+        """``[Q, H, W]`` accumulated opacity of the Gaussians of each row of ``keep [Q, N]``, rendered alone."""
         from ccl_gs.field.train import render_features
 
-        keep = self.selected(query_emb, kind, canonical_emb, threshold)
         shown = {**self.params, "features": keep.T.float().contiguous()}
         return render_features(shown, view.item, self.device).permute(2, 0, 1)
 
@@ -176,14 +179,12 @@ class WeaksegQueryModel:
         """``[Q, H, W]`` accumulated opacity of the Gaussians each query selects under the LERF-OVS 3D-selection
         protocol (:func:`~ccl_gs.field.language.protocol_selection`, one level), rendered alone in the view."""
         from ccl_gs.field.language import protocol_selection
-        from ccl_gs.field.train import render_features
 
         e = self.gaussian_embeddings()
         q = F.normalize(query_emb.to(e), dim=-1)
         c = None if canonical_emb is None else canonical_emb.to(e)
         keep = protocol_selection((e @ q.T).T[None], relevancy("canonical", e, q, c).T[None], rule)
-        shown = {**self.params, "features": keep.T.float().contiguous()}
-        return render_features(shown, view.item, self.device).permute(2, 0, 1)
+        return self._render_selection(view, keep)
 
     def write_selections(self, out: Path, queries: list[str], slugs: list[str], query_emb: Tensor, kind: str,
                          canonical_emb: Tensor | None, threshold: float) -> dict[str, int]:
