@@ -138,15 +138,15 @@ def backproject(view: StereoView, pix: Tensor, depths: Tensor) -> Tensor:
 
 
 def sweep_costs(
-    ref: StereoView, others: list[StereoView], pix: Tensor, depths: Tensor, patch: int, best_views: int
+    ref: StereoView, others: list[StereoView], pix: Tensor, world: Tensor, patch: int, best_views: int
 ) -> Tensor:
-    """Plane-sweep cost of candidate depths along rays of one reference view.
+    """Plane-sweep cost of candidate points along rays of one reference view.
 
     Args:
         ref: the reference view.
         others: the views compared with it.
         pix: ``[R, 2]`` pixel positions in ``ref`` (continuous, centres at +0.5).
-        depths: ``[R, D]`` candidate depths (camera z) per ray.
+        world: ``[R, D, 3]`` candidate points on the rays of ``pix`` (:func:`backproject`).
         patch: patch side.
         best_views: how many of the smallest view costs are averaged.
     Returns:
@@ -155,7 +155,6 @@ def sweep_costs(
     r = torch.arange(patch, dtype=torch.float32) - (patch - 1) / 2
     offsets = torch.stack(torch.meshgrid(r, r, indexing="xy"), -1).reshape(-1, 2)  # [P*P, 2]
     ref_patch = _patches(ref.image, pix, offsets)  # [R, P*P, 3]
-    world = backproject(ref, pix, depths)  # [R, D, 3]
     costs = []
     for o in others:
         pc = world @ o.viewmat[:3, :3].T + o.viewmat[:3, 3]  # [R, D, 3]
@@ -195,12 +194,13 @@ def stereo_points(
         others = [small[j] for j in nbrs[i].tolist()]
         for c0 in range(0, len(pix), cfg.chunk):
             p = pix[c0 : c0 + cfg.chunk]
-            cost = sweep_costs(ref, others, p, depth[None].expand(len(p), -1), cfg.patch, cfg.best_views)  # [R, D]
+            world = backproject(ref, p, depth[None].expand(len(p), -1))  # [R, D, 3]
+            cost = sweep_costs(ref, others, p, world, cfg.patch, cfg.best_views)  # [R, D]
             best, idx = cost.min(1)
             ok = best < cfg.max_cost
             if not ok.any():
                 continue
-            pts.append(backproject(ref, p[ok], depth[idx[ok]][:, None])[:, 0])
+            pts.append(world[ok, idx[ok]])
             cols.append(_patches(ref.image, p[ok], torch.zeros(1, 2))[:, 0])
             kept_cost.append(best[ok])
     if not pts:
