@@ -40,6 +40,7 @@ class Projection:
     conics: Tensor  # [C, N, 3] upper triangle (a, b, c) of the inverse blurred 2D covariance
     depths: Tensor  # [C, N] camera-space z
     radii: Tensor  # [C, N, 2] int32 per-axis support radii in pixels, 0 when culled
+    compensations: Tensor | None = None  # [C, N] sqrt(det(cov2d) / det(cov2d + eps2d I)), antialiased only
 
 
 def project_gaussians(
@@ -55,6 +56,7 @@ def project_gaussians(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     radius_clip: float = 0.0,
+    antialiased: bool = False,
 ) -> Projection:
     """Project Gaussians into ``C`` pinhole cameras (differentiable except radii).
 
@@ -69,10 +71,16 @@ def project_gaussians(
         eps2d: Added to the diagonal of every projected 2D covariance.
         near_plane, far_plane: Depth range kept.
         radius_clip: Gaussians whose radii are both ``<= radius_clip`` are culled.
+        antialiased: Also return the opacity compensation of gsplat's
+            ``rasterize_mode="antialiased"`` (Mip-Splatting's 2D filter): the
+            blur then keeps each Gaussian's integral, so a Gaussian smaller than
+            a pixel dims instead of growing to the blur's size. Culling and the
+            radius box use the compensated opacity, as gsplat does.
 
     Returns:
         A :class:`Projection` with means2d [C, N, 2], conics [C, N, 3],
-        depths [C, N] and int32 radii [C, N, 2].
+        depths [C, N], int32 radii [C, N, 2] and, when ``antialiased``,
+        compensations [C, N].
     """
     sxx, sxy, sxz, syy, syz, szz = _covariance(quats, scales)  # 6 x [N]
     R = viewmats[:, :3, :3, None]  # [C, 3, 3, 1]
@@ -97,22 +105,29 @@ def project_gaussians(
     sp0 = sxx * p0 + sxy * p1 + sxz * p2  # S p, [C, N] each
     sp1 = sxy * p0 + syy * p1 + syz * p2
     sp2 = sxz * p0 + syz * p1 + szz * p2
-    cxx = sp0 * p0 + sp1 * p1 + sp2 * p2 + eps2d  # [C, N] blurred 2D covariance
+    cxx0 = sp0 * p0 + sp1 * p1 + sp2 * p2  # [C, N] 2D covariance before the blur
     cxy = sp0 * q0 + sp1 * q1 + sp2 * q2
-    cyy = (sxx * q0 + sxy * q1 + sxz * q2) * q0 + (sxy * q0 + syy * q1 + syz * q2) * q1 \
-        + (sxz * q0 + syz * q1 + szz * q2) * q2 + eps2d
+    cyy0 = (sxx * q0 + sxy * q1 + sxz * q2) * q0 + (sxy * q0 + syy * q1 + syz * q2) * q1 \
+        + (sxz * q0 + syz * q1 + szz * q2) * q2
+    cxx, cyy = cxx0 + eps2d, cyy0 + eps2d  # blurred
     means2d = torch.stack([fx * tx * inv_z + cx, fy * ty * inv_z + cy], dim=-1)  # [C, N, 2]
     depths = tz
     det = cxx * cyy - cxy * cxy  # [C, N]
     det_safe = torch.where(det > 0, det, torch.ones_like(det))
     conics = torch.stack([cyy / det_safe, -cxy / det_safe, cxx / det_safe], dim=-1)  # [C, N, 3]
+    compensations = None
+    opac = opacities.detach()
+    if antialiased:
+        det_orig = cxx0 * cyy0 - cxy * cxy
+        compensations = torch.sqrt(torch.clamp(det_orig / det_safe, min=1e-12))  # [C, N]; finite gradient at 0
+        opac = opac * compensations.detach()
 
     with torch.no_grad():
         radii = _radii(
             means2d.detach(), cxx.detach(), cyy.detach(), det.detach(), depths.detach(),
-            opacities.detach(), width, height, near_plane, far_plane, radius_clip,
+            opac, width, height, near_plane, far_plane, radius_clip,
         )
-    return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii)
+    return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii, compensations=compensations)
 
 
 def _covariance(
@@ -142,7 +157,7 @@ def _radii(
     cyy: Tensor,  # [C, N]
     det: Tensor,  # [C, N]
     depths: Tensor,  # [C, N]
-    opacities: Tensor,  # [N]
+    opacities: Tensor,  # [N] | [C, N]
     width: int,
     height: int,
     near_plane: float,
@@ -150,7 +165,7 @@ def _radii(
     radius_clip: float,
 ) -> Tensor:  # [C, N, 2] int32
     """gsplat's opacity-aware support radii, zero for culled Gaussians."""
-    opac = opacities.to(cxx.dtype).expand_as(cxx)
+    opac = opacities.to(cxx.dtype).expand_as(cxx)  # [N] or [C, N]
     extend = torch.sqrt(2.0 * torch.log(torch.clamp(opac / ALPHA_THRESHOLD, min=1.0)))
     extend = torch.clamp(extend, max=MAX_EXTEND)
     rx = torch.ceil(extend * torch.sqrt(torch.clamp(cxx, min=0.0)))

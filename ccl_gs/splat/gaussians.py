@@ -222,6 +222,8 @@ def render_rgb(
     background: Tensor | None = None,
     render_mode: str = "RGB",
     backend: str | None = None,
+    opacity_scale: Tensor | None = None,
+    rasterize_mode: str = "classic",
 ) -> tuple[Tensor, Tensor, dict]:
     """Render the Gaussians' colours (and optionally depth).
 
@@ -229,21 +231,22 @@ def render_rgb(
         viewmats: ``[C, 4, 4]`` world-to-camera.
         Ks: ``[C, 3, 3]``.
         background: ``[3]`` or None (black).
+        opacity_scale: ``[N]`` factors on the activated opacities (training-time dropout), or None.
+        rasterize_mode: "classic" or "antialiased" (see :func:`ccl_gs.splat.rasterize`).
     Returns:
         ``colors [C, H, W, 3 (+1)]``, ``alphas [C, H, W, 1]``, ``meta`` (for densification).
     """
     from ccl_gs.splat.rasterize import rasterize
 
     a = activated(params)
+    opacities = a["opacities"] if opacity_scale is None else a["opacities"] * opacity_scale
     C = viewmats.shape[0]
-    bg = None if background is None else background.expand(C, -1)
-    if bg is not None and render_mode in ("RGB+D", "RGB+ED"):
-        bg = torch.cat([bg, bg.new_zeros(C, 1)], 1)
+    bg = None if background is None else background.expand(C, -1)  # the rasterizer adds depth's zero itself
     colors, alphas, meta = rasterize(
         a["means"],
         a["quats"],
         a["scales"],
-        a["opacities"],
+        opacities,
         a["sh"],
         viewmats,
         Ks,
@@ -253,6 +256,7 @@ def render_rgb(
         backgrounds=bg,
         render_mode=render_mode,
         backend=backend,
+        rasterize_mode=rasterize_mode,
     )
     return colors, alphas, meta
 

@@ -2,7 +2,7 @@
 
 :func:`rasterize` has the argument names, shapes and outputs of
 ``gsplat.rasterization`` (gsplat 1.5.3, the subset this project uses, always
-non-packed and ``rasterize_mode="classic"``). The work is done by a backend
+non-packed; ``rasterize_mode`` "classic" or "antialiased"). The work is done by a backend
 chosen by name from :data:`BACKENDS`:
 
 - ``"gsplat"``: gsplat's CUDA rasterizer; the default when CUDA is available
@@ -30,6 +30,8 @@ from ccl_gs.splat._sh import MAX_DEGREE, sh_colors
 
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 RENDER_MODES: tuple[str, ...] = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
+RasterizeMode = Literal["classic", "antialiased"]
+RASTERIZE_MODES: tuple[str, ...] = ("classic", "antialiased")
 
 
 class RasterizeBackend(Protocol):
@@ -55,6 +57,7 @@ class RasterizeBackend(Protocol):
         backgrounds: Tensor | None,  # [C, D]
         render_mode: str,
         tile_size: int,
+        rasterize_mode: str,
     ) -> tuple[Tensor, Tensor, dict]: ...
 
 
@@ -98,6 +101,7 @@ def rasterize(
     render_mode: RenderMode = "RGB",
     tile_size: int = 16,
     backend: str | None = None,
+    rasterize_mode: RasterizeMode = "classic",
 ) -> tuple[Tensor, Tensor, dict]:
     """Rasterize ``N`` 3D Gaussians into ``C`` pinhole images.
 
@@ -113,13 +117,16 @@ def rasterize(
         width, height: Image size in pixels.
         near_plane, far_plane: Camera-space depth range kept.
         radius_clip: Gaussians whose screen radii are both ``<= radius_clip`` are skipped.
-        eps2d: Added to the projected 2D covariance's diagonal (no compensation).
+        eps2d: Added to the projected 2D covariance's diagonal.
         sh_degree: SH degree to evaluate, or None for plain features.
         backgrounds: Colour behind the Gaussians. [C, D]
         render_mode: "RGB" (features), "D" (accumulated depth), "ED" (expected
             depth), "RGB+D" or "RGB+ED" (depth as the last channel).
         tile_size: Screen tile size in pixels.
         backend: A name in :data:`BACKENDS`, or None for :func:`default_backend`.
+        rasterize_mode: "classic" (the blur adds coverage) or "antialiased"
+            (opacities times ``sqrt(det(cov2d) / det(cov2d + eps2d I))``, so
+            the blur keeps each Gaussian's integral; Mip-Splatting's 2D filter).
 
     Returns:
         render_colors [C, H, W, X] (X = D, 1 or D + 1 by ``render_mode``),
@@ -143,6 +150,8 @@ def rasterize(
     """
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                   sh_degree, backgrounds, render_mode, tile_size)
+    if rasterize_mode not in RASTERIZE_MODES:
+        raise ValueError(f"rasterize: rasterize_mode must be one of {RASTERIZE_MODES}, got {rasterize_mode!r}")
     name = backend if backend is not None else default_backend(means.device)
     if name not in BACKENDS:
         raise ValueError(f"unknown rasterizer backend {name!r}; choose one of {sorted(BACKENDS)}")
@@ -150,6 +159,7 @@ def rasterize(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,
         sh_degree=sh_degree, backgrounds=backgrounds, render_mode=render_mode, tile_size=tile_size,
+        rasterize_mode=rasterize_mode,
     )
 
 
@@ -212,12 +222,14 @@ def _rasterize_torch(
     backgrounds: Tensor | None,  # [C, D]
     render_mode: str,
     tile_size: int,
+    rasterize_mode: str,
 ) -> tuple[Tensor, Tensor, dict]:
     """CPU rasterizer: PyTorch projection + numba tile compositor (float32)."""
     C, N = viewmats.shape[0], means.shape[0]
     proj = project_gaussians(
         means, quats, scales, opacities, viewmats, Ks, width, height,
         eps2d=eps2d, near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip,
+        antialiased=rasterize_mode == "antialiased",
     )
     if sh_degree is not None:
         if sh_degree > MAX_DEGREE:
@@ -230,6 +242,8 @@ def _rasterize_torch(
         feats = colors
     feats, backgrounds = _with_depth_channel(feats, backgrounds, proj.depths, render_mode)
     opac = opacities[None].expand(C, N)  # [C, N]
+    if proj.compensations is not None:
+        opac = opac * proj.compensations
     isect = intersect_tiles(proj.means2d, proj.radii, proj.depths, width, height, tile_size)
     render_colors, render_alphas = composite(
         proj.means2d, proj.conics, feats, opac, proj.radii, isect, width, height, backgrounds
@@ -310,8 +324,9 @@ def _rasterize_gsplat(
     backgrounds: Tensor | None,  # [C, D]
     render_mode: str,
     tile_size: int,
+    rasterize_mode: str,
 ) -> tuple[Tensor, Tensor, dict]:
-    """gsplat's CUDA rasterizer (non-packed, classic); needs CUDA tensors."""
+    """gsplat's CUDA rasterizer (non-packed); needs CUDA tensors."""
     if not torch.cuda.is_available():
         raise RuntimeError("rasterize: backend 'gsplat' needs CUDA, which is not available; use backend='torch'")
     if means.device.type != "cuda":
@@ -322,8 +337,8 @@ def _rasterize_gsplat(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,
         sh_degree=sh_degree, packed=False, tile_size=tile_size, backgrounds=backgrounds,
-        render_mode=render_mode, rasterize_mode="classic",
+        render_mode=render_mode, rasterize_mode=rasterize_mode,
     )
 
 
-__all__ = ["BACKENDS", "RENDER_MODES", "RasterizeBackend", "RenderMode", "default_backend", "rasterize", "register_backend"]
+__all__ = ["BACKENDS", "RASTERIZE_MODES", "RENDER_MODES", "RasterizeMode", "RasterizeBackend", "RenderMode", "default_backend", "rasterize", "register_backend"]

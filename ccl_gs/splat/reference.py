@@ -39,8 +39,12 @@ def rasterize_reference(
     sh_degree: int | None = None,
     backgrounds: Tensor | None = None,  # [C, D]
     render_mode: str = "RGB",
+    rasterize_mode: str = "classic",
 ) -> tuple[Tensor, Tensor, dict]:
     """Dense rasterization with the same arguments and outputs as :func:`ccl_gs.splat.rasterize`.
+
+    ``rasterize_mode="antialiased"`` scales each Gaussian's opacity in each camera by
+    ``sqrt(det(cov2d) / det(cov2d + eps2d I))`` (the blur keeps the Gaussian's integral).
 
     Returns:
         render_colors [C, H, W, X], render_alphas [C, H, W, 1] and a dict with
@@ -52,19 +56,23 @@ def rasterize_reference(
     means_c, covars_c = _world_to_cam(means, covars, viewmats)  # [C, N, 3], [C, N, 3, 3]
     means2d, cov2d = _persp_proj(means_c, covars_c, Ks, width, height)  # [C, N, 2], [C, N, 2, 2]
     depths = means_c[..., 2]  # [C, N]
+    det_orig = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]  # [C, N]
     cov2d = cov2d + eps2d * torch.eye(2, dtype=cov2d.dtype)
     det = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]  # [C, N]
     det_safe = torch.where(det > 0, det, torch.ones_like(det))
+    opac = opacities[None].expand(C, N)  # [C, N]
+    if rasterize_mode == "antialiased":
+        opac = opac * torch.sqrt(torch.clamp(det_orig / det_safe, min=1e-12))
     conic_a = cov2d[..., 1, 1] / det_safe
     conic_b = -0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0]) / det_safe
     conic_c = cov2d[..., 0, 0] / det_safe
 
     # Which Gaussians are drawn at all: in the depth range, a proper 2D
     # covariance, opacity reaching the threshold, and (optionally) not too small.
-    keep = (depths >= near_plane) & (depths <= far_plane) & (det > 0) & (opacities[None] >= 1.0 / 255.0)
+    keep = (depths >= near_plane) & (depths <= far_plane) & (det > 0) & (opac >= 1.0 / 255.0)
     if radius_clip > 0:
         with torch.no_grad():
-            extend = torch.sqrt(2.0 * torch.log(torch.clamp(opacities * 255.0, min=1.0))).clamp(max=3.33)
+            extend = torch.sqrt(2.0 * torch.log(torch.clamp(opac * 255.0, min=1.0))).clamp(max=3.33)
             rx = torch.ceil(extend * cov2d[..., 0, 0].clamp(min=0).sqrt())
             ry = torch.ceil(extend * cov2d[..., 1, 1].clamp(min=0).sqrt())
             keep = keep & ~((rx <= radius_clip) & (ry <= radius_clip))
@@ -97,7 +105,7 @@ def rasterize_reference(
         dx = means2d[cam, order, 0][None, :] - pix[:, :1]  # [P, N]
         dy = means2d[cam, order, 1][None, :] - pix[:, 1:]  # [P, N]
         sigma = 0.5 * (conic_a[cam, order] * dx * dx + conic_c[cam, order] * dy * dy) + conic_b[cam, order] * dx * dy
-        alpha = torch.clamp(opacities[order][None, :] * torch.exp(-sigma), max=0.999)
+        alpha = torch.clamp(opac[cam, order][None, :] * torch.exp(-sigma), max=0.999)
         drawn = keep[cam, order][None, :] & (sigma >= 0) & (alpha >= 1.0 / 255.0)
         alpha = torch.where(drawn, alpha, torch.zeros_like(alpha))  # [P, N]
         one_minus = 1.0 - alpha

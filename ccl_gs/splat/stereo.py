@@ -152,7 +152,7 @@ def sweep_costs(
     Returns:
         ``[R, D]`` costs (``inf`` where fewer than ``best_views`` views see the candidate).
     """
-    r = torch.arange(patch, dtype=torch.float32) - (patch - 1) / 2
+    r = torch.arange(patch, dtype=torch.float32, device=pix.device) - (patch - 1) / 2
     offsets = torch.stack(torch.meshgrid(r, r, indexing="xy"), -1).reshape(-1, 2)  # [P*P, 2]
     ref_patch = _patches(ref.image, pix, offsets)  # [R, P*P, 3]
     costs = []

@@ -35,6 +35,8 @@ from ccl_gs.metrics.image import psnr, ssim
 from ccl_gs.runtime import CPU_TORCH_THREADS, device_for_run  # noqa: F401 (re-exported)
 from ccl_gs.splat._sh import MAX_DEGREE as MAX_SH_DEGREE
 from ccl_gs.splat.gaussians import InitConfig, LearningRates, init_gaussians, make_optimizers, render_rgb
+from ccl_gs.splat.multiview import MultiViewConfig, WarpConsistency
+from ccl_gs.splat.rasterize import RASTERIZE_MODES
 from ccl_gs.splat.seeding import focus_point, init_region, random_points, scene_focus, seed_points  # noqa: F401 (re-exported)
 from ccl_gs.splat.strategy import DensifyConfig, make_strategy, strategy_state_to_cpu
 
@@ -68,6 +70,21 @@ class RGBTrainConfig:
             "no Gaussian can pass for background in the training views and float in front of the object in others."
         },
     )
+    drop_rate: float = field(
+        default=0.0,
+        metadata={
+            "help": "Fraction of the Gaussians left out of each training render, the others' opacity scaled by "
+            "1 / (1 - rate) (DropGaussian, a sparse-view regularizer; 0 = off). Evaluation renders all."
+        },
+    )
+    rasterize_mode: str = field(
+        default="classic",
+        metadata={
+            "help": "classic | antialiased: with antialiased, the 0.3-pixel screen blur keeps each Gaussian's "
+            "integral (gsplat's antialiased mode, Mip-Splatting's 2D filter)."
+        },
+    )
+    multiview: MultiViewConfig = field(default_factory=MultiViewConfig)
     init: InitConfig = field(default_factory=InitConfig)
     lr: LearningRates = field(default_factory=LearningRates)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
@@ -90,6 +107,10 @@ class RGBTrainConfig:
             raise ValueError(f"--sh-degree-interval must be >= 1, got {self.sh_degree_interval}")
         if self.checkpoint_every < 1:
             raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        if self.rasterize_mode not in RASTERIZE_MODES:
+            raise ValueError(f"--rasterize-mode must be one of {' | '.join(RASTERIZE_MODES)}, got {self.rasterize_mode!r}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"--drop-rate must be in [0, 1), got {self.drop_rate}")
 
 
 def _backend(name: str) -> str | None:
@@ -135,6 +156,8 @@ class Trainer:
         self._rng = np.random.default_rng(cfg.seed)
         self._means_gamma = 0.01 ** (1.0 / max(cfg.iterations, 1))
         self._means_lr0 = cfg.lr.means * self.scene_scale
+        self.multiview = WarpConsistency(train_set, cfg.multiview) if cfg.multiview.weight > 0 else None
+        self._multiview_start = int(cfg.multiview.start * cfg.iterations)
 
     # ------------------------------------------------------------------ steps
     @property
@@ -151,10 +174,14 @@ class Trainer:
         return int(self._order.pop())
 
     def render(
-        self, item: dict[str, Any], render_mode: str = "RGB", background: Tensor | None = None
+        self,
+        item: dict[str, Any],
+        render_mode: str = "RGB",
+        background: Tensor | None = None,
+        opacity_scale: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, dict]:
-        """Render one view item (on ``background [3]``, default the scene's); returns ``colors [1,H,W,3]``,
-        ``alphas [1,H,W,1]``, meta."""
+        """Render one view item (on ``background [3]``, default the scene's; opacities times
+        ``opacity_scale [N]`` when given); returns ``colors [1,H,W,3]``, ``alphas [1,H,W,1]``, meta."""
         return render_rgb(
             self.params,
             item["viewmat"][None].to(self.device),
@@ -165,7 +192,18 @@ class Trainer:
             background=self.background if background is None else background,
             render_mode=render_mode,
             backend=_backend(self.cfg.backend),
+            opacity_scale=opacity_scale,
+            rasterize_mode=self.cfg.rasterize_mode,
         )
+
+    def dropout_scale(self) -> Tensor | None:
+        """``[N]`` opacity factors of one training render: 0 for a random ``drop_rate`` share of the
+        Gaussians, ``1 / (1 - drop_rate)`` for the rest (None when off). Drawn from torch's generator."""
+        rate = self.cfg.drop_rate
+        if rate <= 0:
+            return None
+        keep = torch.rand(self.n_gaussians).to(self.device) >= rate
+        return keep.to(torch.float32) / (1.0 - rate)
 
     def rgb_loss(self, colors: Tensor, target: Tensor) -> Tensor:
         """(1 - lambda) L1 + lambda (1 - SSIM); ``colors``, ``target``: ``[1, H, W, 3]``."""
@@ -196,12 +234,20 @@ class Trainer:
         Returns:
             ``{"loss", "psnr", "n"}`` of this step.
         """
-        item = self.train_set[self.next_view()]
+        view = self.next_view()
+        item = self.train_set[view]
         target, background = self.training_target(item)
-        colors, _, meta = self.render(item, background=background)
+        multiview = self.multiview is not None and self.step_count >= self._multiview_start
+        colors, _, meta = self.render(
+            item, render_mode="RGB+ED" if multiview else "RGB", background=background,
+            opacity_scale=self.dropout_scale(),
+        )
+        depth = colors[0, ..., 3:4]
         colors = colors[..., :3]
         self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step_count, meta)
         loss = self.rgb_loss(colors, target)
+        if multiview:
+            loss = loss + self.cfg.multiview.weight * self.multiview.loss(view, depth)
         if extra_loss is not None:
             loss = loss + extra_loss(item, meta)
         if not torch.isfinite(loss):

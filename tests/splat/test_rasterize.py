@@ -117,6 +117,35 @@ def test_matches_dense_reference(C, N, width, height, D, per_camera_colors, with
     _assert_match(results, names)
 
 
+def test_antialiased_mode_matches_reference():
+    C, N, W, H = 2, 250, 41, 35
+    scene = _scene(N, C, W, H, seed=5)
+    scene["scales"] = scene["scales"] * torch.exp(torch.randn(N, 3, generator=scene["gen"]))  # some sub-pixel
+    colors = torch.rand(N, 3, generator=scene["gen"])
+    results = _run_both(scene, colors, W, H, rasterize_mode="antialiased")
+    assert results[0][1].max() > 0.3, "test scene should cover pixels"
+    _assert_match(results)
+    classic = rasterize(*[scene[k] for k in _PARAMS], colors, scene["viewmats"], scene["Ks"], W, H)[1]
+    assert float(results[0][1].sum()) < float(classic.sum()), "compensation only dims Gaussians"
+
+
+def test_antialiased_mode_keeps_a_tiny_gaussians_integral():
+    """A Gaussian far below a pixel: classic mode inflates it to the blur's size, antialiased keeps its
+    integral (the sum of alpha over the image is what a box-filtered picture of it would hold)."""
+    W = H = 21
+    Ks = torch.tensor([[[20.0, 0, W / 2], [0, 20.0, H / 2], [0, 0, 1]]])
+    args = (torch.tensor([[0.0, 0.0, 4.0]]), torch.tensor([[1.0, 0, 0, 0]]), torch.full((1, 3), 0.05),
+            torch.tensor([0.9]), torch.ones(1, 3), torch.eye(4)[None], Ks, W, H)
+    sigma_px = 0.05 * 20.0 / 4.0  # standard deviation on screen: a quarter pixel
+    integral = 0.9 * 2 * math.pi * sigma_px**2
+    aa = float(rasterize(*args, rasterize_mode="antialiased")[1].sum())
+    classic = float(rasterize(*args)[1].sum())
+    assert aa == pytest.approx(integral, rel=0.05)  # less the tails below alpha 1/255 (about 2 %)
+    assert classic > 4 * integral
+    with pytest.raises(ValueError, match="rasterize_mode"):
+        rasterize(*args, rasterize_mode="mip")
+
+
 def test_dense_opaque_scene_matches_reference():
     """Most pixels finish early: exercises the kernels' open-pixel list paths."""
     C, N, W, H = 1, 400, 40, 27
@@ -305,8 +334,9 @@ def test_backend_registry_and_argument_errors():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat's CUDA rasterizer needs a CUDA GPU; none here")
-@pytest.mark.parametrize("render_mode, D", [("RGB", 3), ("RGB+ED", 8)])
-def test_matches_gsplat_cuda(render_mode, D):
+@pytest.mark.parametrize("render_mode, D, rasterize_mode", [("RGB", 3, "classic"), ("RGB+ED", 8, "classic"),
+                                                           ("RGB", 3, "antialiased")])
+def test_matches_gsplat_cuda(render_mode, D, rasterize_mode):
     C, N, W, H = 2, 500, 61, 47
     scene = _scene(N, C, W, H, seed=21)
     colors = torch.rand(N, D, generator=scene["gen"])
@@ -315,7 +345,8 @@ def test_matches_gsplat_cuda(render_mode, D):
     for device, backend in (("cpu", "torch"), ("cuda", "gsplat")):
         leaves = [scene[k].to(device).requires_grad_(True) for k in _PARAMS] + [colors.to(device).requires_grad_(True)]
         img, alpha, meta = rasterize(*leaves, scene["viewmats"].to(device), scene["Ks"].to(device), W, H,
-                                     backgrounds=bg.to(device), render_mode=render_mode, backend=backend)
+                                     backgrounds=bg.to(device), render_mode=render_mode, backend=backend,
+                                     rasterize_mode=rasterize_mode)
         meta["means2d"].retain_grad()
         (img.sum() + alpha.sum()).backward()
         outs.append([img.detach().cpu(), alpha.detach().cpu(), meta["radii"].cpu(), meta["means2d"].grad.cpu()]
