@@ -258,12 +258,12 @@ def latency_256(field_dir: Path, queries: list[str], repeats: int = 5) -> float:
     from ccl_gs.field.render import make_encoder
     from ccl_gs.field.train import FieldConfig
     from ccl_gs.io.artifacts import read_json
-    from ccl_gs.splat.trainer import RGBTrainConfig, device_for_run, load_run_scene, make_dataset
+    from ccl_gs.splat.trainer import config_from_json, device_for_run, load_run_scene, make_dataset
 
     device = device_for_run()
     lf = LanguageField.load(field_dir, device)
     fcfg = from_dict(FieldConfig, read_json(field_dir / "config.json"))
-    rgb_cfg = from_dict(RGBTrainConfig, read_json(Path(fcfg.rgb_run) / "config.json"))
+    rgb_cfg = config_from_json(Path(fcfg.rgb_run) / "config.json")
     scene = load_run_scene(rgb_cfg)
     item = dict(make_dataset(dc.replace(rgb_cfg, test_every=8), scene, "test", device)[0])
     sx, sy = 256 / int(item["width"]), 256 / int(item["height"])

@@ -29,6 +29,7 @@ from ccl_gs.field.methods import FIELD_METHODS
 from ccl_gs.field.train import FIELD_VERSION, render_features
 from ccl_gs.io.artifacts import ArtifactError
 from ccl_gs.query import CANONICAL_PHRASES, DEFAULT_TEMPERATURE, relevancy
+from ccl_gs.splat.trainer import rgb_config
 
 
 class QueryError(RuntimeError):
@@ -53,6 +54,8 @@ class LanguageField:
         if "features" not in self.params:
             raise QueryError("the checkpoint has no language features: train the semantic field first")
         self.method = str(ckpt["method"])
+        self.raster = rgb_config(ckpt.get("rgb_config", {})).raster
+        """How the RGB run rasterized its Gaussians (features render the same way)."""
         if self.method not in FIELD_METHODS:
             raise QueryError(f"field method '{self.method}' is unknown to this version; known: {sorted(FIELD_METHODS)}")
         try:
@@ -113,7 +116,7 @@ class LanguageField:
     @torch.no_grad()
     def pixel_prototypes(self, item: dict[str, Any]) -> Tensor:
         """Decoded prototype index per level for one view: ``[L, H, W]`` int64 (codebook method only)."""
-        feats = render_features(self.params, item, self.device)
+        feats = self.render_features(item)
         idx = self.head.indices(feats.reshape(-1, feats.shape[-1]))
         if idx is None:
             raise QueryError(f"a '{self.method}' field has no prototypes")
@@ -130,7 +133,7 @@ class LanguageField:
     @torch.no_grad()
     def render_features(self, item: dict[str, Any]) -> Tensor:
         """The per-Gaussian features rasterized in one view: ``[H, W, d_f]``."""
-        return render_features(self.params, item, self.device)
+        return render_features(self.params, item, self.device, raster=self.raster)
 
     @torch.no_grad()
     def relevancy_maps(

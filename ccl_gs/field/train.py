@@ -48,7 +48,14 @@ from ccl_gs.field.methods import Supervision, method_of
 from ccl_gs.field.model import DecoderConfig
 from ccl_gs.interrupt import checkpoint_line, save_on_interrupt
 from ccl_gs.io.artifacts import ArtifactError, Manifest, atomic_path, check_out_dir, file_hash, read_json, write_json
-from ccl_gs.splat.trainer import RGBTrainConfig, Trainer, device_for_run, load_checkpoint, load_datasets
+from ccl_gs.splat.trainer import (
+    RGBTrainConfig,
+    Trainer,
+    config_from_json,
+    device_for_run,
+    load_checkpoint,
+    load_datasets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +111,12 @@ class FieldConfig:
             raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
 
 
-def render_features(params, item: dict[str, Any], device: torch.device, backend: str | None = None) -> Tensor:
-    """Rasterize the per-Gaussian features of one view: ``[H, W, d_f]``."""
-    from ccl_gs.splat.rasterize import rasterize
+def render_features(
+    params, item: dict[str, Any], device: torch.device, backend: str | None = None, raster=None
+) -> Tensor:
+    """Rasterize the per-Gaussian features of one view: ``[H, W, d_f]`` (``raster``: the RGB run's
+    :class:`~ccl_gs.splat.rasterize.RasterConfig`)."""
+    from ccl_gs.splat.rasterize import raster_kwargs, rasterize
 
     colors, _, _ = rasterize(
         params["means"],
@@ -119,6 +129,7 @@ def render_features(params, item: dict[str, Any], device: torch.device, backend:
         int(item["width"]),
         int(item["height"]),
         backend=backend,
+        **raster_kwargs(raster),
     )
     return colors[0]
 
@@ -169,7 +180,8 @@ class FieldTrainer:
 
     def feature_loss(self, item: dict[str, Any], params=None) -> Tensor:
         """The method's loss of the rendered features of ``item`` against its targets."""
-        feats = render_features(params if params is not None else self.params, item, self.device)
+        feats = render_features(params if params is not None else self.params, item, self.device,
+                                raster=self.rgb_cfg.raster)
         return self.head.loss(feats, self._target(item))
 
     def _step_decoder(self) -> None:
@@ -212,7 +224,8 @@ class FieldTrainer:
         total, count = 0.0, 0
         for i in range(len(dataset)):
             item = dataset[i]
-            s, n = self.head.fit(render_features(self.params, item, self.device), self._target(item))
+            feats = render_features(self.params, item, self.device, raster=self.rgb_cfg.raster)
+            s, n = self.head.fit(feats, self._target(item))
             total += s
             count += n
         return total / max(count, 1)
@@ -364,7 +377,7 @@ def run_field(cfg: FieldConfig, on_step: Callable[[int], None] | None = None) ->
     rgb_cfg_path = Path(cfg.rgb_run) / "config.json"
     if not rgb_cfg_path.exists():
         raise ArtifactError(f"missing RGB run config {rgb_cfg_path}; run train.py first or fix --rgb-run")
-    rgb_cfg = from_dict(RGBTrainConfig, read_json(rgb_cfg_path))
+    rgb_cfg = config_from_json(rgb_cfg_path)
     manifest = field_manifest(cfg)
     if (out / "manifest.json").exists() and (out / "field.pt").exists() and (out / "metrics.json").exists():
         old = Manifest.load(out)

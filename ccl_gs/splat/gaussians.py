@@ -223,7 +223,7 @@ def render_rgb(
     render_mode: str = "RGB",
     backend: str | None = None,
     opacity_scale: Tensor | None = None,
-    rasterize_mode: str = "classic",
+    raster=None,
 ) -> tuple[Tensor, Tensor, dict]:
     """Render the Gaussians' colours (and optionally depth).
 
@@ -232,11 +232,11 @@ def render_rgb(
         Ks: ``[C, 3, 3]``.
         background: ``[3]`` or None (black).
         opacity_scale: ``[N]`` factors on the activated opacities (training-time dropout), or None.
-        rasterize_mode: "classic" or "antialiased" (see :func:`ccl_gs.splat.rasterize`).
+        raster: the model's :class:`~ccl_gs.splat.rasterize.RasterConfig` (None: classic, eps2d 0.3).
     Returns:
         ``colors [C, H, W, 3 (+1)]``, ``alphas [C, H, W, 1]``, ``meta`` (for densification).
     """
-    from ccl_gs.splat.rasterize import rasterize
+    from ccl_gs.splat.rasterize import raster_kwargs, rasterize
 
     a = activated(params)
     opacities = a["opacities"] if opacity_scale is None else a["opacities"] * opacity_scale
@@ -256,7 +256,7 @@ def render_rgb(
         backgrounds=bg,
         render_mode=render_mode,
         backend=backend,
-        rasterize_mode=rasterize_mode,
+        **raster_kwargs(raster),
     )
     return colors, alphas, meta
 

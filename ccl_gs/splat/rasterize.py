@@ -19,7 +19,8 @@ runs unchanged on either.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -32,6 +33,50 @@ RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 RENDER_MODES: tuple[str, ...] = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
 RasterizeMode = Literal["classic", "antialiased"]
 RASTERIZE_MODES: tuple[str, ...] = ("classic", "antialiased")
+
+
+@dataclass
+class RasterConfig:
+    """How a model's Gaussians are rasterized (``--raster.*``).
+
+    Fixed when the RGB run trains; every later render of the model (colour,
+    language features, selections, the viewer) follows the run's saved value.
+    """
+
+    mode: str = field(
+        default="antialiased",
+        metadata={
+            "help": "classic | antialiased. antialiased scales each Gaussian's opacity so that the screen-space blur "
+            "keeps its integral (gsplat's antialiased mode, Mip-Splatting's 2D filter): a Gaussian smaller than a "
+            "pixel dims instead of growing to the blur's size."
+        },
+    )
+    eps2d: float = field(
+        default=0.1,
+        metadata={
+            "help": "Variance in square pixels added to every projected Gaussian (3DGS and gsplat: 0.3; "
+            "Mip-Splatting's 2D filter: 0.1, close to a one-pixel box filter's 1/12)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.mode not in RASTERIZE_MODES:
+            raise ValueError(f"--raster.mode must be one of {' | '.join(RASTERIZE_MODES)}, got {self.mode!r}")
+        if not self.eps2d >= 0:
+            raise ValueError(f"--raster.eps2d must be >= 0, got {self.eps2d}")
+
+    def kwargs(self) -> dict[str, Any]:
+        """The :func:`rasterize` keyword arguments of this config."""
+        return {"rasterize_mode": self.mode, "eps2d": self.eps2d}
+
+
+LEGACY_RASTER: dict[str, Any] = {"mode": "classic", "eps2d": 0.3}
+"""What a run saved before :class:`RasterConfig` existed was rasterized with."""
+
+
+def raster_kwargs(raster: RasterConfig | None) -> dict[str, Any]:
+    """:meth:`RasterConfig.kwargs`, or none (:func:`rasterize`'s defaults: classic, 0.3) for None."""
+    return {} if raster is None else raster.kwargs()
 
 
 class RasterizeBackend(Protocol):
@@ -341,4 +386,4 @@ def _rasterize_gsplat(
     )
 
 
-__all__ = ["BACKENDS", "RASTERIZE_MODES", "RENDER_MODES", "RasterizeMode", "RasterizeBackend", "RenderMode", "default_backend", "rasterize", "register_backend"]
+__all__ = ["BACKENDS", "LEGACY_RASTER", "RASTERIZE_MODES", "RasterConfig", "raster_kwargs", "RENDER_MODES", "RasterizeMode", "RasterizeBackend", "RenderMode", "default_backend", "rasterize", "register_backend"]

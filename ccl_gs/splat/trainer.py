@@ -36,7 +36,7 @@ from ccl_gs.runtime import CPU_TORCH_THREADS, device_for_run  # noqa: F401 (re-e
 from ccl_gs.splat._sh import MAX_DEGREE as MAX_SH_DEGREE
 from ccl_gs.splat.gaussians import InitConfig, LearningRates, init_gaussians, make_optimizers, render_rgb
 from ccl_gs.splat.multiview import MultiViewConfig, WarpConsistency
-from ccl_gs.splat.rasterize import RASTERIZE_MODES
+from ccl_gs.splat.rasterize import LEGACY_RASTER, RasterConfig
 from ccl_gs.splat.seeding import focus_point, init_region, random_points, scene_focus, seed_points  # noqa: F401 (re-exported)
 from ccl_gs.splat.strategy import DensifyConfig, make_strategy, strategy_state_to_cpu
 
@@ -77,13 +77,7 @@ class RGBTrainConfig:
             "1 / (1 - rate) (DropGaussian, a sparse-view regularizer; 0 = off). Evaluation renders all."
         },
     )
-    rasterize_mode: str = field(
-        default="classic",
-        metadata={
-            "help": "classic | antialiased: with antialiased, the 0.3-pixel screen blur keeps each Gaussian's "
-            "integral (gsplat's antialiased mode, Mip-Splatting's 2D filter)."
-        },
-    )
+    raster: RasterConfig = field(default_factory=RasterConfig)
     multiview: MultiViewConfig = field(default_factory=MultiViewConfig)
     init: InitConfig = field(default_factory=InitConfig)
     lr: LearningRates = field(default_factory=LearningRates)
@@ -107,8 +101,6 @@ class RGBTrainConfig:
             raise ValueError(f"--sh-degree-interval must be >= 1, got {self.sh_degree_interval}")
         if self.checkpoint_every < 1:
             raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
-        if self.rasterize_mode not in RASTERIZE_MODES:
-            raise ValueError(f"--rasterize-mode must be one of {' | '.join(RASTERIZE_MODES)}, got {self.rasterize_mode!r}")
         if not 0.0 <= self.drop_rate < 1.0:
             raise ValueError(f"--drop-rate must be in [0, 1), got {self.drop_rate}")
 
@@ -193,7 +185,7 @@ class Trainer:
             render_mode=render_mode,
             backend=_backend(self.cfg.backend),
             opacity_scale=opacity_scale,
-            rasterize_mode=self.cfg.rasterize_mode,
+            raster=self.cfg.raster,
         )
 
     def dropout_scale(self) -> Tensor | None:
@@ -365,7 +357,7 @@ def check_run_folder(cfg: RGBTrainConfig) -> str:
     saved = out / "config.json"
     if not saved.exists():
         return "fresh"
-    diff = changed_options(read_json(saved), cfg, _RESUMABLE_KEYS)
+    diff = changed_options(with_legacy_defaults(read_json(saved)), cfg, _RESUMABLE_KEYS)
     if diff:
         if cfg.overwrite:
             for f in ("metrics.json", "point_cloud.ply", "ckpt/latest.pt"):
@@ -501,7 +493,18 @@ def _ckpt_seconds(out: Path) -> float:
     return float(read_json(prog)["seconds"]) if prog.exists() else 0.0
 
 
+def with_legacy_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved RGB config dict with the values that runs saved before an option existed trained with, where
+    they differ from today's defaults (``raster``: classic, eps2d 0.3)."""
+    return saved if "raster" in saved else {**saved, "raster": dict(LEGACY_RASTER)}
+
+
+def rgb_config(saved: dict[str, Any]) -> RGBTrainConfig:
+    """An RGB run's config from its saved dict (``config.json``, or a later stage's copy of it)."""
+    return from_dict(RGBTrainConfig, with_legacy_defaults(saved))
+
+
 def config_from_json(path: Path) -> RGBTrainConfig:
     """Reload the resolved config saved beside a run's outputs."""
-    return from_dict(RGBTrainConfig, read_json(path))
+    return rgb_config(read_json(path))
 

@@ -121,7 +121,7 @@ class WeaksegHead(nn.Module):
 
 
 def render_channels(params, head: WeaksegHead, viewmats: Tensor, Ks: Tensor, width: int, height: int,
-                    backend: str | None = None) -> tuple[Tensor, Tensor]:
+                    backend: str | None = None, raster=None) -> tuple[Tensor, Tensor]:
     """Rasterize the language channels of Gaussians (raw parameters) in ``C`` cameras.
 
     Args:
@@ -130,12 +130,12 @@ def render_channels(params, head: WeaksegHead, viewmats: Tensor, Ks: Tensor, wid
     Returns:
         feature ``[C, H, W, D]`` (CLIP space, not normalized) and selection ``[C, H, W, 3]``.
     """
-    from ccl_gs.splat.rasterize import rasterize
+    from ccl_gs.splat.rasterize import raster_kwargs, rasterize
 
     colors, alphas, _ = rasterize(
         params["means"], F.normalize(params["quats"], dim=-1), torch.exp(params["scales"]),
         torch.sigmoid(params["opacities"]), head.gaussian_channels(params["features"], params["selection"]),
-        viewmats, Ks, int(width), int(height), backend=backend,
+        viewmats, Ks, int(width), int(height), backend=backend, **raster_kwargs(raster),
     )
     return head.split(colors, alphas)
 

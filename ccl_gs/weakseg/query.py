@@ -61,8 +61,7 @@ class WeaksegQueryModel:
     n_levels = 1
 
     def __init__(self, folder: Path, device: torch.device, cfg=None) -> None:
-        from ccl_gs.config import from_dict
-        from ccl_gs.splat.trainer import RGBTrainConfig, load_run_scene
+        from ccl_gs.splat.trainer import load_run_scene, rgb_config
 
         ck = _load(Path(folder) / "weakseg.pt")
         self.device = device
@@ -82,7 +81,7 @@ class WeaksegQueryModel:
         self.head = WeaksegHead.from_state(ck["head"]).to(device).eval()
         self.params = {k: v.float().to(device) for k, v in ck["params"].items()}
         self.sh_degree = int(ck["sh_degree"])
-        self.rgb_cfg = from_dict(RGBTrainConfig, ck["rgb_config"])
+        self.rgb_cfg = rgb_config(ck["rgb_config"])
         self.scene = load_run_scene(self.rgb_cfg)
         self.test_every = self.rgb_cfg.test_every
         self.encoder_spec: dict[str, Any] = dict(ck["clip_encoder"])
@@ -111,12 +110,13 @@ class WeaksegQueryModel:
         colors, alphas, _ = rasterize(
             p["means"], F.normalize(p["quats"], dim=-1), torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
             p["features"], item["viewmat"][None].to(self.device), item["K"][None].to(self.device),
-            int(item["width"]), int(item["height"]),
+            int(item["width"]), int(item["height"]), **self.rgb_cfg.raster.kwargs(),
         )
         return torch.cat([colors[0], alphas[0]], -1)
 
     def render_view(self, item: dict[str, Any]) -> GaussianView:
-        rgb = render_gaussian_rgb(self.params, item, self.sh_degree, self.scene.white_background, self.device)
+        rgb = render_gaussian_rgb(self.params, item, self.sh_degree, self.scene.white_background, self.device,
+                                  self.rgb_cfg.raster)
         return GaussianView(item, rgb, self._render_features)
 
     def pixel_embeddings(self, view: GaussianView) -> Tensor:

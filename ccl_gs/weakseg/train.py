@@ -156,8 +156,9 @@ class WeaksegTrainer:
     """Owns the Gaussians, the head, the optimizers, the data and the RNG of one run; explicit steps."""
 
     def __init__(self, cfg: WeaksegConfig, params: dict[str, Tensor], cameras: list[ViewCamera], targets: WeaksegTargets,
-                 text: Tensor, device: torch.device):
+                 text: Tensor, device: torch.device, raster=None):
         self.cfg, self.device, self.targets, self.cameras = cfg, device, targets, cameras
+        self.raster = raster  # the RGB run's RasterConfig: the fixed Gaussians render as they were trained
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
@@ -233,8 +234,10 @@ class WeaksegTrainer:
             from ccl_gs.splat.gaussians import render_rgb
 
             rgb, _, _ = render_rgb(self.params, vm, K, self.w, self.h, sh_degree=self._sh_degree(),
+                                   raster=self.raster,
                                    background=torch.zeros(3, device=self.device))
-        feat, sel = render_channels(self.params, self.head, vm, K, self.w, self.h)  # [1, h, w, D], [1, h, w, 3]
+        feat, sel = render_channels(self.params, self.head, vm, K, self.w, self.h,
+                                    raster=self.raster)  # [1, h, w, D], [1, h, w, 3]
         n = self.h * self.w
         pix = torch.randperm(n, generator=self.gen)[: min(cfg.batch_pixels, n)].to(self.device)
         F_r, w_r = feat[0].reshape(n, -1)[pix], sel[0].reshape(n, 3)[pix]
@@ -247,7 +250,7 @@ class WeaksegTrainer:
             views, corners = self.sample_patches()
             vms, Ks = self._patch_cameras(views, corners)
             P = min(cfg.patch_cells, *self.targets.dino.shape[1:3])
-            pf, _ = render_channels(self.params, self.head, vms, Ks, P, P)  # [P_n, P, P, D]
+            pf, _ = render_channels(self.params, self.head, vms, Ks, P, P, raster=self.raster)  # [P_n, P, P, D]
             dino = torch.stack([self.targets.dino[vi, r0 : r0 + P, c0 : c0 + P] for vi, (r0, c0) in zip(views, corners)])
             pos, neg = fda_loss(pf.flatten(1, 2), dino.flatten(1, 2).to(self.device), self.text, cfg.temperature, cfg.dino_shift)
             terms["fda_pos"] = cfg.dino_pos_weight * pos
@@ -336,7 +339,7 @@ def run(cfg: WeaksegConfig) -> dict[str, Any]:
 
     from ccl_gs.field.export import export_field_ply
     from ccl_gs.runtime import device_for_run
-    from ccl_gs.splat.trainer import RGBTrainConfig, load_checkpoint, load_run_scene, make_dataset
+    from ccl_gs.splat.trainer import config_from_json, load_checkpoint, load_run_scene, make_dataset
 
     cfg.validate()
     out = check_out_dir(cfg.out)
@@ -344,7 +347,7 @@ def run(cfg: WeaksegConfig) -> dict[str, Any]:
     rgb_ckpt = Path(cfg.rgb_run) / "ckpt" / "latest.pt"
     if not rgb_cfg_path.is_file() or not rgb_ckpt.is_file():
         raise WeaksegError(f"no finished RGB run at {cfg.rgb_run} (config.json and ckpt/latest.pt of train.py)")
-    rgb_cfg = from_dict(RGBTrainConfig, read_json(rgb_cfg_path))
+    rgb_cfg = config_from_json(rgb_cfg_path)
     classes = scene_classes(cfg, rgb_cfg)
     device = device_for_run()
     torch.set_num_threads(max(cfg.threads, 1))
@@ -374,7 +377,7 @@ def run(cfg: WeaksegConfig) -> dict[str, Any]:
         cameras.append(ViewCamera(it["viewmat"].float().cpu(), it["K"].float().cpu(), int(it["width"]), int(it["height"])))
     params = {k: v.float() for k, v in load_checkpoint(rgb_ckpt)["params"].items()}
     text = text_embeddings(targets.clip_spec, classes)
-    trainer = WeaksegTrainer(cfg, params, cameras, targets, text, device)
+    trainer = WeaksegTrainer(cfg, params, cameras, targets, text, device, raster=rgb_cfg.raster)
     ckpt = out / "ckpt"
     seconds_before = 0.0
     if (ckpt / "latest.pt").is_file():

@@ -26,7 +26,7 @@ from ccl_gs.masks.merge import MergeConfig
 from ccl_gs.preprocess import PreprocessConfig, RunOptions, run_preprocess
 from ccl_gs.splat.gaussians import InitConfig
 from ccl_gs.splat.strategy import DensifyConfig
-from ccl_gs.splat.trainer import RGBTrainConfig, run
+from ccl_gs.splat.trainer import RGBTrainConfig, load_run_scene, make_dataset, run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -227,3 +227,22 @@ def test_camera_path_interpolates_poses_and_renders_pngs_only(pipeline, tmp_path
             assert (out / sub / f"path_{f:05d}.png").is_file()
         assert (out / "heatmap" / f"path_{f:05d}" / "ball.png").is_file()
     assert not (out / "lerf_ovs").exists()  # no ground truth on a path: no eval inputs
+
+
+def test_field_renders_features_the_way_its_rgb_run_rasterized(pipeline):
+    """Features render with the RGB run's raster settings, from the field checkpoint's copy of its config; a
+    checkpoint saved before those settings existed renders the classic way it was trained."""
+    from ccl_gs.field.train import render_features
+    from ccl_gs.splat.rasterize import RasterConfig
+
+    ckpt = torch.load(pipeline["fcfg"].out / "field.pt", map_location="cpu", weights_only=False)
+    current = LanguageField(ckpt)
+    assert current.raster == RasterConfig()
+    legacy = LanguageField({**ckpt, "rgb_config": {k: v for k, v in ckpt["rgb_config"].items() if k != "raster"}})
+    assert legacy.raster == RasterConfig(mode="classic", eps2d=0.3)
+    rgb_cfg = RGBTrainConfig(data=pipeline["scene"], out=pipeline["root"] / "rgb")
+    item = make_dataset(rgb_cfg, load_run_scene(rgb_cfg), "train", torch.device("cpu"))[0]
+    f_current, f_legacy = current.render_features(item), legacy.render_features(item)
+    torch.testing.assert_close(f_current, render_features(current.params, item, torch.device("cpu"), raster=RasterConfig()))
+    torch.testing.assert_close(f_legacy, render_features(current.params, item, torch.device("cpu")))
+    assert (f_current - f_legacy).abs().max() > 1e-3

@@ -134,3 +134,23 @@ def test_run_saved_before_an_option_existed_is_not_a_different_config(tmp_path):
     write_json(cfg.out / "config.json", changed)
     with pytest.raises(Exception, match="ssim_lambda"):
         check_run_folder(cfg)
+
+
+def test_run_saved_before_raster_settings_existed_counts_as_classic(tmp_path):
+    """Such a run was rasterized the classic way: today's default (antialiased) is a different config,
+    and a config asking for classic with eps2d 0.3 is the same one."""
+    from ccl_gs.config import to_dict
+    from ccl_gs.io.artifacts import write_json
+    from ccl_gs.splat.rasterize import RasterConfig
+    from ccl_gs.splat.trainer import check_run_folder, config_from_json
+
+    cfg = tiny_cfg(tmp_path)
+    old = to_dict(cfg)
+    del old["raster"]
+    cfg.out.mkdir(parents=True)
+    write_json(cfg.out / "config.json", old)
+    assert config_from_json(cfg.out / "config.json").raster == RasterConfig(mode="classic", eps2d=0.3)
+    with pytest.raises(Exception, match="raster"):
+        check_run_folder(cfg)
+    classic = dataclasses.replace(cfg, raster=RasterConfig(mode="classic", eps2d=0.3))
+    assert check_run_folder(classic) == "fresh"

@@ -132,7 +132,7 @@ class GaussianQueryModel:
         from ccl_gs.config import from_dict
         from ccl_gs.field.train import FieldConfig, check_current
         from ccl_gs.io.artifacts import read_json
-        from ccl_gs.splat.trainer import RGBTrainConfig, load_run_scene
+        from ccl_gs.splat.trainer import config_from_json, load_run_scene
 
         self.device = device
         self.lf = LanguageField.load(folder, device)
@@ -141,7 +141,7 @@ class GaussianQueryModel:
         rgb_cfg_path = Path(folder) / "joint_rgb" / "config.json"
         if not rgb_cfg_path.exists():
             rgb_cfg_path = Path(fcfg.rgb_run) / "config.json"
-        self.rgb_cfg = from_dict(RGBTrainConfig, read_json(rgb_cfg_path))
+        self.rgb_cfg = config_from_json(rgb_cfg_path)
         self.scene = load_run_scene(self.rgb_cfg)
         self.test_every = self.rgb_cfg.test_every
         self.n_levels = self.lf.n_levels
@@ -161,7 +161,8 @@ class GaussianQueryModel:
         self.lf.check_encoder(encoder)
 
     def render_view(self, item: dict[str, Any]) -> GaussianView:
-        rgb = render_gaussian_rgb(self.lf.params, item, self.rgb_cfg.sh_degree, self.scene.white_background, self.device)
+        rgb = render_gaussian_rgb(self.lf.params, item, self.rgb_cfg.sh_degree, self.scene.white_background, self.device,
+                                  self.rgb_cfg.raster)
         return GaussianView(item, rgb, self.lf.render_features)
 
     def relevancy_maps(self, view: GaussianView, query_emb: Tensor, kind: str, canonical_emb: Tensor | None) -> Tensor:
@@ -193,7 +194,7 @@ class GaussianQueryModel:
 
         keep = self.selected(query_emb, kind, canonical_emb, threshold)  # [Q, N]
         shown = {**self.lf.params, "features": keep.T.float().contiguous()}
-        return render_features(shown, view.item, self.device).permute(2, 0, 1)
+        return render_features(shown, view.item, self.device, raster=self.lf.raster).permute(2, 0, 1)
 
     def protocol_opacity(self, view: GaussianView, query_emb: Tensor, canonical_emb: Tensor | None, rule: str) -> Tensor:
         """``[Q, H, W]`` accumulated opacity of the Gaussians each query selects under the 3D-selection
@@ -208,7 +209,7 @@ class GaussianQueryModel:
             self._protocol = (key, protocol_selection(cos, rel, rule))
         keep = self._protocol[1]
         shown = {**self.lf.params, "features": keep.T.float().contiguous()}
-        return render_features(shown, view.item, self.device).permute(2, 0, 1)
+        return render_features(shown, view.item, self.device, raster=self.lf.raster).permute(2, 0, 1)
 
     def write_selections(self, out: Path, queries: list[str], slugs: list[str], query_emb: Tensor, kind: str,
                          canonical_emb: Tensor | None, threshold: float) -> dict[str, int]:
@@ -233,14 +234,14 @@ def _tensor_key(t: Tensor | None) -> tuple | None:
 
 
 def render_gaussian_rgb(params, item: dict[str, Any], sh_degree: int, white_background: bool,
-                        device: torch.device) -> np.ndarray:
-    """The colour of Gaussians (raw parameters) in one view: ``[H, W, 3]`` uint8."""
+                        device: torch.device, raster=None) -> np.ndarray:
+    """The colour of Gaussians (raw parameters) in one view: ``[H, W, 3]`` uint8 (``raster``: the RGB run's)."""
     from ccl_gs.splat.gaussians import render_rgb
 
     bg = torch.ones(3, device=device) if white_background else torch.zeros(3, device=device)
     colors, _, _ = render_rgb(
         params, item["viewmat"][None].to(device), item["K"][None].to(device),
-        int(item["width"]), int(item["height"]), sh_degree=sh_degree, background=bg,
+        int(item["width"]), int(item["height"]), sh_degree=sh_degree, background=bg, raster=raster,
     )
     return (colors[0, ..., :3].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
@@ -285,7 +286,8 @@ class RGBRunModel:
     check_encoder = relevancy_maps = cosine_maps = feature_basis = write_selections = _no_language
 
     def render_view(self, item: dict[str, Any]) -> GaussianView:
-        rgb = render_gaussian_rgb(self.params, item, self.sh_degree, self.scene.white_background, self.device)
+        rgb = render_gaussian_rgb(self.params, item, self.sh_degree, self.scene.white_background, self.device,
+                                  self.rgb_cfg.raster)
         return GaussianView(item, rgb)
 
 
