@@ -102,6 +102,12 @@ CASES: list[Case] = [
     refuse("train", *TRAIN, "--out", "{file}", pattern=r"{file} is an existing file, not a folder"),
     refuse("train", *TRAIN, "--out", "{tmp}/t", "--init.seeding", "sfm",
            pattern=r"--init.seeding must be 'stereo' or 'random', got 'sfm'"),
+    refuse("train", *TRAIN, "--out", "{tmp}/t", "--raster.mode", "mip",
+           pattern=r"--raster.mode must be one of classic \| antialiased, got 'mip'"),
+    refuse("train", *TRAIN, "--out", "{tmp}/t", "--raster.eps2d", "-0.1", pattern=r"--raster.eps2d must be >= 0"),
+    refuse("train", *TRAIN, "--out", "{tmp}/t", "--drop-rate", "1", pattern=r"--drop-rate must be in \[0, 1\), got 1"),
+    refuse("train", *TRAIN, "--out", "{tmp}/t", "--multiview.best-views", "9",
+           pattern=r"--multiview.best-views \(9\) must not exceed --multiview.neighbours \(4\)"),
     # preprocess/run.py
     refuse("preprocess", *PRE, "--out", "{file}", pattern=r"{file} is an existing file"),
     refuse("preprocess", "--data", "{scene}", "--out", "{tmp}/p", "--encoder", "bogus",
