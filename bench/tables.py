@@ -138,6 +138,15 @@ def _rgb_start(name: str, row: dict) -> str:
     return row.get("config", {}).get("init", {}).get("seeding", "random")
 
 
+def _rgb_raster(row: dict) -> str:
+    """The rasterize mode, 2D blur and growth threshold a run used (rows written before ``--raster.*`` existed
+    ran classic 0.3)."""
+    cfg = row.get("config", {})
+    raster = cfg.get("raster") or {"mode": "classic", "eps2d": 0.3}
+    grow = cfg.get("densify", {}).get("grow_grad2d", 2e-4)
+    return f"{raster['mode']} {raster['eps2d']:g} / {grow:g}"
+
+
 def rgb_table(results: Path = REPO / "bench" / "results") -> str:
     """Held-out PSNR of RGB training: ``rgb_<preset>.json`` (``bench/bench_rgb.py``) and the presets of
     ``rgb_synthetic.json`` (``bench/bench_synthetic_rgb.py``), with their targets where the issue set one."""
@@ -148,11 +157,11 @@ def rgb_table(results: Path = REPO / "bench" / "results") -> str:
             rows += [(f"synthetic {name}", r) for name, r in d.get("presets", d).items() if isinstance(r, dict)]
         else:
             rows.append((d["preset"], d))
-    lines = ["| scene | size | start | iterations | held-out PSNR | SSIM | seconds (s/it) | Gaussians | target |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scene | size | start | raster / growth | iterations | held-out PSNR | SSIM | seconds (s/it) | Gaussians | target |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
         target = f"{r['target_psnr']:.0f} dB" if r.get("target_psnr") else "-"
-        lines.append(f"| {name} | {r['resolution']} | {_rgb_start(name, r)} | {r['iterations']} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | "
+        lines.append(f"| {name} | {r['resolution']} | {_rgb_start(name, r)} | {_rgb_raster(r)} | {r['iterations']} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | "
                      f"{r['seconds']:.0f} ({r['seconds_per_iter']:.2f}) | {r['n_gaussians']} | {target} |")
     return "\n".join(lines)
 
