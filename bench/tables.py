@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 
 def semantic_table(files: list[Path]) -> str:
@@ -140,11 +141,11 @@ def _rgb_start(name: str, row: dict) -> str:
 
 def _rgb_raster(row: dict) -> str:
     """The rasterize mode, 2D blur and growth threshold a run used (rows written before ``--raster.*`` existed
-    ran classic 0.3)."""
-    cfg = row.get("config", {})
-    raster = cfg.get("raster") or {"mode": "classic", "eps2d": 0.3}
-    grow = cfg.get("densify", {}).get("grow_grad2d", 2e-4)
-    return f"{raster['mode']} {raster['eps2d']:g} / {grow:g}"
+    read as the RGB trainer reads such runs)."""
+    from ccl_gs.splat.trainer import with_legacy_defaults  # torch: only for this table
+
+    cfg = with_legacy_defaults(row["config"])
+    return f"{cfg['raster']['mode']} {cfg['raster']['eps2d']:g} / {cfg['densify']['grow_grad2d']:g}"
 
 
 def rgb_table(results: Path = REPO / "bench" / "results") -> str:
